@@ -1,0 +1,252 @@
+# handles.pxi — Handle, TimerHandle and PhaseHook: the Python objects the
+# loop queues. Each embeds the C core's intrusive node, so scheduling
+# allocates nothing but the handle itself. While a handle sits in one of
+# the core's queues (or its timer heap) the queue owns one reference to it.
+
+cdef inline void _own(object o):
+    Py_INCREF(o)
+
+
+cdef inline void _disown(object o):
+    Py_DECREF(o)
+
+
+cdef object _format_callback(object callback, object args):
+    if _format_callback_source is None:
+        return repr(callback)
+    return _format_callback_source(callback, args)
+
+
+cdef object _extract_stack(int skip):
+    """The caller's stack, oldest first, as asyncio's debug mode keeps it."""
+    frame = sys._getframe(skip)
+    stack = traceback.StackSummary.extract(
+        traceback.walk_stack(frame), limit=_DEBUG_STACK_DEPTH, lookup_lines=False)
+    stack.reverse()
+    return stack
+
+
+@cython.freelist(256)
+@cython.no_gc_clear
+cdef class Handle:
+    """A callback scheduled with call_soon, call_immediate or a signal.
+
+    Like asyncio.Handle: cancel(), cancelled(), get_context(), repr().
+    """
+    cdef pl_callback_t node
+    cdef object _callback
+    cdef tuple _args
+    cdef object _context
+    cdef _Loop _loop
+    cdef bint _cancelled
+    cdef object _source_traceback
+    cdef object _repr
+    cdef object __weakref__
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("phaseloop handles are created by the loop, not directly")
+
+    cdef inline void _setup(self, _Loop loop, object callback, tuple args, object context):
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        if context is None:
+            context = PyContext_CopyCurrent()
+        self._context = context
+        pl_callback_init(&self.node, _run_queued_handle, <void *>self)
+        if loop._debug:
+            self._source_traceback = _extract_stack(3)
+
+    def get_context(self):
+        return self._context
+
+    def cancelled(self):
+        return self._cancelled
+
+    def cancel(self):
+        if self._cancelled:
+            return
+        self._cancelled = True
+        if self._loop is not None and self._loop._debug:
+            # Keep a useful repr for debugging after the callback is dropped.
+            self._repr = repr(self)
+        if pl_callback_queued(&self.node):
+            pl_callback_cancel(&self.node)
+            _disown(self)
+        self._callback = None
+        self._args = None
+
+    cdef list _repr_info(self):
+        info = [type(self).__name__]
+        if self._cancelled:
+            info.append('cancelled')
+        if self._callback is not None:
+            info.append(_format_callback(self._callback, self._args))
+        if self._source_traceback:
+            frame = self._source_traceback[-1]
+            info.append(f'created at {frame[0]}:{frame[1]}')
+        return info
+
+    def __repr__(self):
+        if self._repr is not None:
+            return self._repr
+        return '<' + ' '.join(self._repr_info()) + '>'
+
+    cdef int _run(self) except -1:
+        """Run the callback in its context. An exception goes to the loop's
+        exception handler; only SystemExit and KeyboardInterrupt escape."""
+        cdef object callback = self._callback
+        cdef tuple args = self._args
+        cdef object context = self._context
+        cdef _Loop loop = self._loop
+        if self._cancelled or callback is None:
+            return 0
+        if loop._debug:
+            return loop._run_debug(self)
+        try:
+            PyContext_Enter(context)
+            try:
+                if args:
+                    callback(*args)
+                else:
+                    callback()
+            finally:
+                PyContext_Exit(context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._report(exc)
+        return 0
+
+    cdef _report(self, exc):
+        cb = _format_callback(self._callback, self._args)
+        context = {
+            'message': f'Exception in callback {cb}',
+            'exception': exc,
+            'handle': self,
+        }
+        if self._source_traceback:
+            context['source_traceback'] = self._source_traceback
+        self._loop.call_exception_handler(context)
+
+
+cdef void _run_queued_handle(pl_loop_t *l, pl_callback_t *cb) noexcept:
+    """The core calls this for a Handle taken off the ready or check queue."""
+    cdef Handle h = <Handle>cb.data
+    _disown(h)                  # the queue's reference; `h` holds its own
+    try:
+        h._run()
+    except BaseException as exc:
+        h._loop._stop_with(exc)
+
+
+@cython.no_gc_clear
+cdef class TimerHandle(Handle):
+    """A callback scheduled with call_later or call_at.
+
+    when() is the loop time it was scheduled for; the timer never runs
+    before loop.time() reaches it (the core keeps nanoseconds).
+    """
+    cdef pl_timer_t timer
+    cdef double _when
+
+    def when(self):
+        return self._when
+
+    def cancel(self):
+        if self._cancelled:
+            return
+        if self._loop.loop != NULL and pl_timer_stop(self._loop.loop, &self.timer):
+            _disown(self)
+        Handle.cancel(self)
+
+    cdef list _repr_info(self):
+        info = Handle._repr_info(self)
+        info.insert(2 if self._cancelled else 1, f'when={self._when}')
+        return info
+
+    def __hash__(self):
+        return hash(self._when)
+
+    cdef bint _same(self, TimerHandle o):
+        return self is o or (self._when == o._when and self._callback == o._callback
+                             and self._args == o._args and self._cancelled == o._cancelled)
+
+    def __richcmp__(self, other, int op):
+        cdef TimerHandle o
+        if not isinstance(other, TimerHandle):
+            return NotImplemented
+        o = <TimerHandle>other
+        if op == 2:   # ==
+            return self._same(o)
+        if op == 3:   # !=
+            return not self._same(o)
+        if op == 0:
+            return self._when < o._when
+        if op == 1:
+            return self._when <= o._when
+        if op == 4:
+            return self._when > o._when
+        return self._when >= o._when
+
+
+cdef void _run_timer(pl_loop_t *l, pl_timer_t *t) noexcept:
+    cdef TimerHandle h = <TimerHandle>t.data
+    _disown(h)                  # the heap's reference
+    try:
+        h._run()
+    except BaseException as exc:
+        h._loop._stop_with(exc)
+
+
+@cython.no_gc_clear
+cdef class PhaseHook:
+    """A callback run once per loop iteration in its phase (idle, prepare
+    or check) until cancel(): libuv's uv_idle / uv_prepare / uv_check."""
+    cdef pl_hook_t hook
+    cdef object _callback
+    cdef object _context
+    cdef _Loop _loop
+    cdef str _phase
+    cdef object __weakref__
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("phase hooks are created by loop.add_idle/add_prepare/add_check")
+
+    @property
+    def phase(self):
+        return self._phase
+
+    def active(self):
+        return bool(pl_hook_active(&self.hook))
+
+    def cancel(self):
+        if pl_hook_active(&self.hook):
+            pl_hook_stop(&self.hook)
+            _disown(self)
+
+    def __repr__(self):
+        state = 'active' if pl_hook_active(&self.hook) else 'cancelled'
+        return f'<PhaseHook {self._phase} {state} {_format_callback(self._callback, ())}>'
+
+
+cdef void _run_hook(pl_loop_t *l, pl_hook_t *hk) noexcept:
+    cdef PhaseHook h = <PhaseHook>hk.data
+    cdef _Loop loop = h._loop
+    try:
+        try:
+            PyContext_Enter(h._context)
+            try:
+                h._callback()
+            finally:
+                PyContext_Exit(h._context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            loop.call_exception_handler({
+                'message': f'Exception in {h._phase} hook {_format_callback(h._callback, ())}',
+                'exception': exc,
+                'handle': h,
+            })
+    except BaseException as exc:
+        loop._stop_with(exc)

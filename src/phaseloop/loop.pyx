@@ -1,0 +1,932 @@
+# cython: language_level=3, embedsignature=True
+# loop.pyx — phaseloop's asyncio event loop over the C phase engine.
+#
+# The C core (csrc/) runs the phases and owns no Python object; this file
+# owns every Python object and its references. See docs/architecture.md.
+
+cimport cython
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from libc.stdint cimport uint64_t, int64_t
+from libc.math cimport isnan, isinf, ceil, floor
+
+from phaseloop.core cimport *
+
+import asyncio
+import concurrent.futures
+import errno
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+import warnings
+import weakref
+
+from asyncio import events as _events
+from asyncio import futures as _futures
+from asyncio import tasks as _tasks
+from asyncio.log import logger
+
+try:
+    from asyncio.format_helpers import _format_callback_source
+except ImportError:  # pragma: no cover - every supported Python has it
+    _format_callback_source = None
+
+cdef int _DEBUG_STACK_DEPTH = 10
+cdef object _get_running_loop = _events._get_running_loop
+cdef object _set_running_loop = _events._set_running_loop
+cdef object _isfuture = _futures.isfuture
+cdef object _get_ident = threading.get_ident
+cdef bint _HAS_EAGER_TASKS = sys.version_info >= (3, 12)
+
+BACKEND = pl_backend_name().decode()
+
+include "handles.pxi"
+include "io.pxi"
+include "signals.pxi"
+
+
+# ---- fork safety -----------------------------------------------------------
+
+cdef object _live_loops = weakref.WeakSet()
+
+
+def _mark_loops_forked():
+    for lp in list(_live_loops):
+        (<_Loop>lp)._forked = True
+
+
+os.register_at_fork(after_in_child=_mark_loops_forked)
+
+
+# ---- the hooks the core calls around its wait -----------------------------
+
+cdef struct WaitState:
+    PyThreadState *tstate
+    void *owner          # the _Loop, borrowed: it owns this struct
+
+
+cdef void _before_wait(pl_loop_t *l) noexcept:
+    cdef WaitState *ws = <WaitState *>pl_loop_runtime_data(l)
+    ws.tstate = PyEval_SaveThread()
+
+
+cdef void _after_wait(pl_loop_t *l) noexcept:
+    cdef WaitState *ws = <WaitState *>pl_loop_runtime_data(l)
+    PyEval_RestoreThread(ws.tstate)
+    ws.tstate = NULL
+
+
+cdef void _on_interrupt(pl_loop_t *l) noexcept:
+    """The wait was cut short by a signal: run Python's signal handlers now,
+    so Ctrl-C raises KeyboardInterrupt out of run_* at once."""
+    cdef WaitState *ws = <WaitState *>pl_loop_runtime_data(l)
+    cdef _Loop loop = <_Loop>ws.owner
+    try:
+        PyErr_CheckSignals()
+    except BaseException as exc:
+        loop._stop_with(exc)
+
+
+def _run_until_complete_cb(fut):
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            # The exception already stopped the loop.
+            return
+    _futures._get_loop(fut).stop()
+
+
+cdef class _Loop:
+    """The Cython part of phaseloop.Loop (which adds asyncio.AbstractEventLoop)."""
+    cdef pl_loop_t *loop
+    cdef WaitState wait_state
+    cdef readonly bint _closed
+    cdef bint _forked
+    cdef bint _debug
+    cdef object _thread_id
+    cdef object _fatal
+    cdef object _exception_handler
+    cdef object _task_factory
+    cdef object _default_executor
+    cdef bint _executor_shutdown_called
+    cdef object _asyncgens
+    cdef bint _asyncgens_shutdown_called
+    cdef dict _fd_watchers
+    cdef dict _signal_handlers
+    cdef SignalWakeup _signal_wakeup
+    cdef object _current_handle
+    cdef public double slow_callback_duration
+
+    def __cinit__(self, *args, **kwargs):
+        cdef pl_runtime_t rt
+        self.wait_state.tstate = NULL
+        self.wait_state.owner = <void *>self
+        rt.before_wait = _before_wait
+        rt.after_wait = _after_wait
+        rt.on_interrupt = _on_interrupt
+        rt.data = <void *>&self.wait_state
+        self.loop = pl_loop_new(&rt)
+        if self.loop == NULL:
+            err = errno_value()
+            raise OSError(err, os.strerror(err))
+        self._fd_watchers = {}
+        self._signal_handlers = {}
+        self._asyncgens = weakref.WeakSet()
+        self.slow_callback_duration = 0.1
+        self._debug = _events._is_debug_mode() if hasattr(_events, '_is_debug_mode') else \
+            bool(sys.flags.dev_mode or (not sys.flags.ignore_environment
+                                        and os.environ.get('PYTHONASYNCIODEBUG')))
+
+    def __init__(self):
+        _live_loops.add(self)
+
+    def __dealloc__(self):
+        if self.loop != NULL:
+            self._release_all()
+            pl_loop_free(self.loop)
+            self.loop = NULL
+
+    def __del__(self):
+        if not self._closed:
+            warnings.warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
+
+    def __repr__(self):
+        return (f'<{type(self).__name__} running={self.is_running()} '
+                f'closed={self._closed} debug={self._debug}>')
+
+    # ---- checks ---------------------------------------------------------
+
+    cdef inline int _check_closed(self) except -1:
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        return 0
+
+    cdef int _check_fork(self) except -1:
+        if self._forked:
+            raise RuntimeError(
+                'this phaseloop event loop was created before os.fork() and cannot be '
+                'used in the child process; create a new one with phaseloop.new_event_loop()')
+        return 0
+
+    cdef int _check_running(self) except -1:
+        if self._thread_id is not None:
+            raise RuntimeError('This event loop is already running')
+        if _get_running_loop() is not None:
+            raise RuntimeError('Cannot run the event loop while another loop is running')
+        return 0
+
+    cdef int _check_thread(self) except -1:
+        if self._thread_id is None:
+            return 0
+        if _get_ident() != self._thread_id:
+            raise RuntimeError(
+                'Non-thread-safe operation invoked on an event loop other '
+                'than the current one')
+        return 0
+
+    cdef int _check_callback(self, callback, str method) except -1:
+        if not PyCallable_Check(callback):
+            raise TypeError(
+                f'a callable object was expected by {method}(), got {callback!r}')
+        if self._debug and (asyncio.iscoroutine(callback)
+                            or asyncio.iscoroutinefunction(callback)):
+            raise TypeError(f'coroutines cannot be used with {method}()')
+        return 0
+
+    # ---- scheduling -------------------------------------------------------
+
+    cdef Handle _new_handle(self, callback, tuple args, context):
+        cdef Handle h = Handle.__new__(Handle)
+        h._setup(self, callback, args, context)
+        return h
+
+    cdef Handle _call_soon(self, callback, tuple args, context):
+        cdef Handle h = self._new_handle(callback, args, context)
+        _own(h)
+        pl_ready_push(self.loop, &h.node)
+        return h
+
+    def call_soon(self, callback, *args, context=None):
+        """Run callback(*args) at the next drain of the ready queue."""
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+        self._check_callback(callback, 'call_soon')
+        return self._call_soon(callback, args, context)
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """call_soon from any thread; wakes the loop if it is waiting."""
+        self._check_closed()
+        self._check_callback(callback, 'call_soon_threadsafe')
+        # The GIL serialises this push with the loop thread, which touches
+        # the ready queue only while it holds the GIL.
+        h = self._call_soon(callback, args, context)
+        pl_loop_wakeup(self.loop)
+        return h
+
+    def call_immediate(self, callback, *args, context=None):
+        """Node's setImmediate: run callback(*args) in the check phase of
+        this iteration (or the next, if called from the check phase)."""
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+        self._check_callback(callback, 'call_immediate')
+        cdef Handle h = self._new_handle(callback, args, context)
+        _own(h)
+        pl_check_push(self.loop, &h.node)
+        return h
+
+    cdef TimerHandle _schedule_timer(self, double when, uint64_t deadline,
+                                     callback, tuple args, context):
+        cdef TimerHandle h = TimerHandle.__new__(TimerHandle)
+        h._setup(self, callback, args, context)
+        h._when = when
+        pl_timer_init(&h.timer, _run_timer, <void *>h)
+        if pl_timer_start(self.loop, &h.timer, deadline) < 0:
+            raise MemoryError('cannot grow the timer heap')
+        _own(h)
+        return h
+
+    def call_later(self, delay, callback, *args, context=None):
+        """Run callback(*args) once loop.time() has advanced by delay seconds.
+        A negative delay is due at once; NaN is a ValueError."""
+        if delay is None:
+            raise TypeError('delay must not be None')
+        cdef double d = delay
+        cdef uint64_t now, deadline
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+        self._check_callback(callback, 'call_later')
+        if isnan(d):
+            raise ValueError('delay must not be NaN')
+        now = pl_clock_ns()
+        if d <= 0:
+            deadline = now
+        elif d * 1e9 >= <double>(0xFFFFFFFFFFFFFFFF - now):
+            deadline = 0xFFFFFFFFFFFFFFFF
+        else:
+            # One nanosecond over, so float rounding never makes it early.
+            deadline = now + <uint64_t>floor(d * 1e9) + 1
+        return self._schedule_timer(now * 1e-9 + d, deadline, callback, args, context)
+
+    def call_at(self, when, callback, *args, context=None):
+        """Run callback(*args) once loop.time() >= when."""
+        if when is None:
+            raise TypeError('when cannot be None')
+        cdef double w = when
+        cdef uint64_t deadline
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+        self._check_callback(callback, 'call_at')
+        if isnan(w):
+            raise ValueError('when must not be NaN')
+        if w <= 0:
+            deadline = 0
+        elif w * 1e9 >= 1.8e19:
+            deadline = 0xFFFFFFFFFFFFFFFF
+        else:
+            deadline = <uint64_t>ceil(w * 1e9)
+        return self._schedule_timer(w, deadline, callback, args, context)
+
+    def time(self):
+        """The monotonic clock in seconds, with nanosecond resolution."""
+        return pl_clock_ns() * 1e-9
+
+    # ---- Node phase hooks -----------------------------------------------------
+
+    cdef PhaseHook _add_hook(self, callback, str phase):
+        self._check_closed()
+        self._check_callback(callback, 'add_' + phase)
+        cdef PhaseHook h = PhaseHook.__new__(PhaseHook)
+        h._loop = self
+        h._callback = callback
+        h._context = PyContext_CopyCurrent()
+        h._phase = phase
+        pl_hook_init(&h.hook, _run_hook, <void *>h)
+        _own(h)
+        if phase == 'idle':
+            pl_idle_start(self.loop, &h.hook)
+        elif phase == 'prepare':
+            pl_prepare_start(self.loop, &h.hook)
+        else:
+            pl_check_start(self.loop, &h.hook)
+        return h
+
+    def add_idle(self, callback):
+        """Call callback() once per iteration in the idle phase until the
+        returned hook is cancelled. While any idle hook is active the poll
+        phase does not block."""
+        return self._add_hook(callback, 'idle')
+
+    def add_prepare(self, callback):
+        """Call callback() once per iteration, just before the poll phase."""
+        return self._add_hook(callback, 'prepare')
+
+    def add_check(self, callback):
+        """Call callback() once per iteration in the check phase, after the
+        immediates."""
+        return self._add_hook(callback, 'check')
+
+    # ---- running ---------------------------------------------------------------
+
+    cdef void _stop_with(self, exc) noexcept:
+        """A callback raised SystemExit/KeyboardInterrupt (or a signal
+        handler raised): end the run after this callback and re-raise it."""
+        if self._fatal is None:
+            self._fatal = exc
+        if self.loop != NULL:
+            pl_loop_break(self.loop)
+
+    cdef object _install_signal_wakeup(self):
+        """In the main thread, route signals to the loop while it runs, so a
+        signal that lands just before the wait still wakes it."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        self._ensure_signal_wakeup()
+        try:
+            return signal.set_wakeup_fd(self._signal_wakeup.wsock.fileno(),
+                                        warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            return None
+
+    cdef _release_wakeup_fd(self):
+        """Unset the process's wakeup fd if it is ours (main thread only)."""
+        ours = self._signal_wakeup.wsock.fileno()
+        try:
+            current = signal.set_wakeup_fd(-1)
+            if current != ours and current != -1:
+                signal.set_wakeup_fd(current, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            pass
+
+    cdef _restore_signal_wakeup(self, previous):
+        if previous is None or self._signal_handlers:
+            return
+        try:
+            signal.set_wakeup_fd(previous)
+        except (ValueError, OSError):
+            pass
+
+    cdef object _run(self, pl_run_mode mode):
+        cdef int rc
+        self._check_closed()
+        self._check_fork()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        old_agen_hooks = sys.get_asyncgen_hooks()
+        self._thread_id = _get_ident()
+        previous_wakeup = None
+        try:
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                   finalizer=self._asyncgen_finalizer_hook)
+            _set_running_loop(self)
+            previous_wakeup = self._install_signal_wakeup()
+            rc = pl_loop_run(self.loop, mode)
+        finally:
+            self._thread_id = None
+            _set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_agen_hooks)
+            self._restore_signal_wakeup(previous_wakeup)
+        if rc == -errno.ECHILD:
+            self._forked = True
+            self._check_fork()
+        if rc < 0:
+            raise OSError(-rc, os.strerror(-rc))
+        if self._fatal is not None:
+            exc = self._fatal
+            self._fatal = None
+            raise exc
+
+    def run_forever(self):
+        """Run iterations until stop() is called."""
+        self._run(PL_RUN_DEFAULT)
+
+    def run_once(self, timeout=None):
+        """Run one iteration, waiting at most `timeout` seconds for I/O
+        (None: until the next timer or I/O event). For embedding."""
+        cdef double t
+        if timeout is None:
+            pl_loop_set_wait_cap(self.loop, -1)
+            self._run(PL_RUN_ONCE)
+            return
+        t = timeout
+        if isnan(t) or t < 0:
+            raise ValueError(f'timeout must be a non-negative number, not {timeout!r}')
+        if t == 0:
+            self._run(PL_RUN_NOWAIT)
+            return
+        pl_loop_set_wait_cap(self.loop, <int64_t>(t * 1e9) if t < 9e9 else 9 * 10**18)
+        try:
+            self._run(PL_RUN_ONCE)
+        finally:
+            if self.loop != NULL:
+                pl_loop_set_wait_cap(self.loop, -1)
+
+    def run_until_complete(self, future):
+        """Run until the future (or coroutine, wrapped in a Task) is done
+        and return its result."""
+        self._check_closed()
+        self._check_fork()
+        self._check_running()
+        new_task = not _isfuture(future)
+        future = _tasks.ensure_future(future, loop=self)
+        if new_task:
+            # An exception escaping here is raised to the caller, not logged.
+            future._log_destroy_pending = False
+        future.add_done_callback(_run_until_complete_cb)
+        try:
+            self.run_forever()
+        except BaseException:
+            if new_task and future.done() and not future.cancelled():
+                # The caller gets the exception; do not log it as never retrieved.
+                future.exception()
+            raise
+        finally:
+            future.remove_done_callback(_run_until_complete_cb)
+        if not future.done():
+            raise RuntimeError('Event loop stopped before Future completed.')
+        return future.result()
+
+    def stop(self):
+        """Stop run_forever after the current iteration."""
+        if self.loop != NULL:
+            pl_loop_stop(self.loop)
+
+    cpdef bint is_running(self):
+        return self._thread_id is not None
+
+    def is_closed(self):
+        return self._closed
+
+    cdef _release_all(self):
+        """Drop every queued handle, armed timer, hook and fd watcher."""
+        cdef pl_callback_t *cb
+        cdef pl_timer_t *t
+        cdef pl_hook_t *hk
+        while True:
+            cb = pl_loop_take_callback(self.loop)
+            if cb == NULL:
+                break
+            _disown(<object>cb.data)
+        while True:
+            t = pl_loop_take_timer(self.loop)
+            if t == NULL:
+                break
+            _disown(<object>t.data)
+        while True:
+            hk = pl_loop_take_hook(self.loop)
+            if hk == NULL:
+                break
+            _disown(<object>hk.data)
+
+    def close(self):
+        """Close the loop: drop pending callbacks and timers, stop watching
+        fds, shut the default executor down without waiting."""
+        if self.is_running():
+            raise RuntimeError('Cannot close a running event loop')
+        if self._closed:
+            return
+        if self._debug:
+            logger.debug('Close %r', self)
+        self._closed = True
+        _live_loops.discard(self)
+        if not self._forked:
+            for sig in list(self._signal_handlers):
+                self.remove_signal_handler(sig)
+        self._signal_handlers.clear()
+        if self._signal_wakeup is not None:
+            if not self._forked:
+                self._release_wakeup_fd()
+            self._signal_wakeup.close()
+            self._signal_wakeup = None
+        self._fd_watchers.clear()
+        self._release_all()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+        pl_loop_free(self.loop)
+        self.loop = NULL
+
+    # ---- futures and tasks ------------------------------------------------------
+
+    def create_future(self):
+        return _futures.Future(loop=self)
+
+    def create_task(self, coro, *, name=None, context=None, **kwargs):
+        """Schedule a coroutine as a Task (through the task factory, if set)."""
+        self._check_closed()
+        if kwargs:
+            if set(kwargs) - {'eager_start'} or not _HAS_EAGER_TASKS:
+                raise TypeError(
+                    f'create_task() got an unexpected keyword argument {next(iter(kwargs))!r}')
+        if self._task_factory is None:
+            task = _tasks.Task(coro, loop=self, name=name, context=context, **kwargs)
+            if task._source_traceback:
+                del task._source_traceback[-1]
+        else:
+            if context is None and not kwargs:
+                task = self._task_factory(self, coro)
+            else:
+                task = self._task_factory(self, coro, context=context, **kwargs)
+            if name is not None:
+                try:
+                    set_name = task.set_name
+                except AttributeError:
+                    pass
+                else:
+                    set_name(name)
+        return task
+
+    def set_task_factory(self, factory):
+        if factory is not None and not callable(factory):
+            raise TypeError('task factory must be a callable or None')
+        self._task_factory = factory
+
+    def get_task_factory(self):
+        return self._task_factory
+
+    # ---- errors ---------------------------------------------------------------
+
+    def get_exception_handler(self):
+        return self._exception_handler
+
+    def set_exception_handler(self, handler):
+        if handler is not None and not callable(handler):
+            raise TypeError(f'A callable object or None is expected, got {handler!r}')
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context):
+        """Log the context as asyncio does: the message, then each other key."""
+        message = context.get('message') or 'Unhandled exception in event loop'
+        exception = context.get('exception')
+        exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else False
+        current = self._current_handle
+        if ('source_traceback' not in context and current is not None
+                and getattr(current, '_source_traceback', None)):
+            context['handle_traceback'] = current._source_traceback
+        lines = [message]
+        for key in sorted(context):
+            if key in ('message', 'exception'):
+                continue
+            value = context[key]
+            if key in ('source_traceback', 'handle_traceback'):
+                what = 'Object' if key == 'source_traceback' else 'Handle'
+                value = (f'{what} created at (most recent call last):\n'
+                         + ''.join(traceback.format_list(value)).rstrip())
+            else:
+                value = repr(value)
+            lines.append(f'{key}: {value}')
+        logger.error('\n'.join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context):
+        """Pass context to the exception handler; never raises, except
+        SystemExit and KeyboardInterrupt."""
+        if self._exception_handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error('Exception in default exception handler', exc_info=True)
+            return
+        try:
+            self._exception_handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler({
+                    'message': 'Unhandled error in exception handler',
+                    'exception': exc,
+                    'context': context,
+                })
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error('Exception in default exception handler while handling an '
+                             'unexpected error in custom exception handler', exc_info=True)
+
+    # ---- debug mode -------------------------------------------------------------
+
+    cpdef bint get_debug(self):
+        return self._debug
+
+    def set_debug(self, enabled):
+        self._debug = bool(enabled)
+        if self.is_running():
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, self._debug)
+
+    def _set_coroutine_origin_tracking(self, bint enabled):
+        sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH if enabled else 0)
+
+    cdef int _run_debug(self, Handle h) except -1:
+        """Handle._run in debug mode: time the callback, warn when slow."""
+        cdef uint64_t t0 = pl_clock_ns()
+        cdef double dt
+        self._current_handle = h
+        try:
+            try:
+                PyContext_Enter(h._context)
+                try:
+                    if h._args:
+                        h._callback(*h._args)
+                    else:
+                        h._callback()
+                finally:
+                    PyContext_Exit(h._context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                h._report(exc)
+            dt = (pl_clock_ns() - t0) * 1e-9
+            if dt >= self.slow_callback_duration:
+                logger.warning('Executing %s took %.3f seconds', _format_handle(h), dt)
+        finally:
+            self._current_handle = None
+        return 0
+
+    # ---- fd watching ------------------------------------------------------------
+
+    cdef FdWatcher _watcher(self, int fd):
+        cdef FdWatcher w = self._fd_watchers.get(fd)
+        if w is None:
+            w = FdWatcher.__new__(FdWatcher)
+            w._loop = self
+            pl_io_init(&w.io, fd, _on_fd_event, <void *>w)
+        return w
+
+    cdef _set_fd_callback(self, fileobj, bint write, callback, tuple args):
+        self._check_closed()
+        self._check_fork()
+        self._check_callback(callback, 'add_writer' if write else 'add_reader')
+        fd = _fd_of(fileobj)
+        cdef FdWatcher w = self._watcher(fd)
+        cdef Handle old
+        cdef Handle h = self._new_handle(callback, args, None)
+        if write:
+            old, w.writer = w.writer, h
+        else:
+            old, w.reader = w.reader, h
+        try:
+            w._apply()
+        except BaseException:
+            if write:
+                w.writer = old
+            else:
+                w.reader = old
+            raise
+        self._fd_watchers[fd] = w
+        if old is not None:
+            old.cancel()
+
+    cdef bint _remove_fd_callback(self, fileobj, bint write) except -1:
+        fd = _fd_of(fileobj)
+        if self._closed:
+            return False
+        self._check_fork()
+        cdef FdWatcher w = self._fd_watchers.get(fd)
+        if w is None:
+            return False
+        cdef Handle old = w.writer if write else w.reader
+        if old is None:
+            return False
+        if write:
+            w.writer = None
+        else:
+            w.reader = None
+        w._apply()
+        if w.reader is None and w.writer is None:
+            del self._fd_watchers[fd]
+        old.cancel()
+        return True
+
+    def add_reader(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is readable (replacing any reader)."""
+        self._set_fd_callback(fd, False, callback, args)
+
+    def remove_reader(self, fd):
+        """Stop watching fd for reading; True if it was watched."""
+        return self._remove_fd_callback(fd, False)
+
+    def add_writer(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is writable (replacing any writer)."""
+        self._set_fd_callback(fd, True, callback, args)
+
+    def remove_writer(self, fd):
+        """Stop watching fd for writing; True if it was watched."""
+        return self._remove_fd_callback(fd, True)
+
+    # ---- signals ---------------------------------------------------------------
+
+    cdef _ensure_signal_wakeup(self):
+        if self._signal_wakeup is None:
+            sw = SignalWakeup()
+            sw.open(self)
+            self._signal_wakeup = sw
+
+    cdef _check_signal(self, sig):
+        if not isinstance(sig, int):
+            raise TypeError(f'sig must be an int, not {sig!r}')
+        if sig not in signal.valid_signals():
+            raise ValueError(f'invalid signal number {sig}')
+
+    cdef _dispatch_signal(self, int signum):
+        cdef Handle h = self._signal_handlers.get(signum)
+        if h is None or h._cancelled:
+            return
+        self._call_soon(h._callback, h._args, h._context)
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run callback(*args) on the loop when signal sig arrives.
+        Main thread only; SIGKILL and SIGSTOP cannot be caught."""
+        if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+            raise TypeError('coroutines cannot be used with add_signal_handler()')
+        self._check_signal(sig)
+        self._check_closed()
+        self._check_fork()
+        self._ensure_signal_wakeup()
+        try:
+            # Raises ValueError outside the main thread, as asyncio reports.
+            signal.set_wakeup_fd(self._signal_wakeup.wsock.fileno(), warn_on_full_buffer=False)
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+        handle = self._new_handle(callback, args, None)
+        self._signal_handlers[sig] = handle
+        try:
+            signal.signal(sig, _sighandler_noop)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            if not self._signal_handlers:
+                try:
+                    signal.set_wakeup_fd(-1)
+                except (ValueError, OSError) as nexc:
+                    logger.info('set_wakeup_fd(-1) failed: %s', nexc)
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f'sig {sig:d} cannot be caught')
+            raise
+
+    def remove_signal_handler(self, sig):
+        """Remove the loop's handler for sig; True if there was one."""
+        self._check_signal(sig)
+        try:
+            del self._signal_handlers[sig]
+        except KeyError:
+            return False
+        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f'sig {sig:d} cannot be caught')
+            raise
+        if not self._signal_handlers and not self.is_running():
+            try:
+                signal.set_wakeup_fd(-1)
+            except (ValueError, OSError) as exc:
+                logger.info('set_wakeup_fd(-1) failed: %s', exc)
+        return True
+
+    # ---- executor and DNS ----------------------------------------------------------
+
+    def run_in_executor(self, executor, func, *args):
+        """Run func(*args) in executor (default: a shared thread pool)."""
+        self._check_closed()
+        if self._debug:
+            self._check_callback(func, 'run_in_executor')
+        if executor is None:
+            if self._executor_shutdown_called:
+                raise RuntimeError('Executor shutdown has been called')
+            executor = self._default_executor
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix='asyncio')
+                self._default_executor = executor
+        return _futures.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError('executor must be ThreadPoolExecutor')
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self, timeout=None):
+        """Shut the default executor down, waiting for its threads (at most
+        `timeout` seconds, then warn)."""
+        self._executor_shutdown_called = True
+        if self._default_executor is None:
+            return
+        future = self.create_future()
+        thread = threading.Thread(target=self._do_shutdown, args=(future,))
+        thread.start()
+        if timeout is None:
+            await future
+        else:
+            try:
+                await _tasks.wait_for(_tasks.shield(future), timeout)
+            except asyncio.TimeoutError:
+                warnings.warn("The executor did not finishing joining "
+                              f"its threads within {timeout} seconds.",
+                              RuntimeWarning, stacklevel=2)
+                self._default_executor.shutdown(wait=False)
+                return
+        thread.join()
+
+    def _do_shutdown(self, future):
+        try:
+            self._default_executor.shutdown(wait=True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(_set_result_unless_done, future, None)
+        except Exception as ex:
+            if not self.is_closed() and not future.cancelled():
+                self.call_soon_threadsafe(future.set_exception, ex)
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        return await self.run_in_executor(
+            None, socket.getaddrinfo, host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+    # ---- async generators -------------------------------------------------------------
+
+    def _asyncgen_finalizer_hook(self, agen):
+        self._asyncgens.discard(agen)
+        if not self.is_closed():
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    def _asyncgen_firstiter_hook(self, agen):
+        if self._asyncgens_shutdown_called:
+            warnings.warn(
+                f"asynchronous generator {agen!r} was scheduled after "
+                f"loop.shutdown_asyncgens() call",
+                ResourceWarning, source=self)
+        self._asyncgens.add(agen)
+
+    async def shutdown_asyncgens(self):
+        """Close every async generator still open (aclose), reporting errors."""
+        self._asyncgens_shutdown_called = True
+        if not len(self._asyncgens):
+            return
+        closing = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await _tasks.gather(*[ag.aclose() for ag in closing], return_exceptions=True)
+        for result, agen in zip(results, closing):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    'message': f'an error occurred during closing of asynchronous generator {agen!r}',
+                    'exception': result,
+                    'asyncgen': agen,
+                })
+
+    # ---- observability -------------------------------------------------------------------
+
+    def stats(self):
+        """The core's counters: iterations, callbacks run per phase, time idle
+        in the wait (seconds) and the deepest ready-queue drain."""
+        cdef pl_stats_t s
+        self._check_closed()
+        pl_loop_stats(self.loop, &s)
+        return {
+            'iterations': s.iterations,
+            'callbacks': {
+                'pending': s.callbacks[PL_PHASE_PENDING],
+                'idle': s.callbacks[PL_PHASE_IDLE],
+                'prepare': s.callbacks[PL_PHASE_PREPARE],
+                'poll': s.callbacks[PL_PHASE_POLL],
+                'check': s.callbacks[PL_PHASE_CHECK],
+                'close': s.callbacks[PL_PHASE_CLOSE],
+                'timers': s.callbacks[PL_PHASE_TIMERS],
+                'ready': s.callbacks[PL_PHASE_READY],
+            },
+            'idle_time': s.idle_ns * 1e-9,
+            'ready_max': s.ready_max,
+            'timers': pl_timer_count(self.loop),
+        }
+
+
+def _set_result_unless_done(fut, result):
+    if not fut.done():
+        fut.set_result(result)
+
+
+cdef object _format_handle(Handle h):
+    cb = h._callback
+    if isinstance(getattr(cb, '__self__', None), _tasks.Task):
+        return repr(cb.__self__)
+    return str(h)
+
+
+cdef extern from "errno.h":
+    int c_errno "errno"
+
+
+cdef int errno_value():
+    return c_errno

@@ -1,0 +1,59 @@
+"""Shared fixtures: every loop behaviour test runs on phaseloop and on asyncio.
+
+`loop` is parametrized over the two loops under test (`phaseloop` and
+`asyncio`, the stdlib's default selector loop).  A test that needs a
+phaseloop-only API (call_immediate, add_idle, metrics...) takes
+`phase_loop` instead.
+"""
+import asyncio
+import gc
+import os
+
+import pytest
+
+import phaseloop
+
+LOOP_FACTORIES = {
+    "phaseloop": phaseloop.new_event_loop,
+    "asyncio": asyncio.new_event_loop,
+}
+
+
+def open_fd_count() -> int:
+    """Number of open file descriptors of this process."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(params=sorted(LOOP_FACTORIES))
+def loop_name(request):
+    return request.param
+
+
+@pytest.fixture
+def loop(loop_name):
+    """A fresh loop of each kind, set as the current loop, closed after."""
+    lp = LOOP_FACTORIES[loop_name]()
+    asyncio.set_event_loop(lp)
+    try:
+        yield lp
+    finally:
+        if not lp.is_closed():
+            if not lp.is_running():
+                lp.run_until_complete(lp.shutdown_asyncgens())
+            lp.close()
+        asyncio.set_event_loop(None)
+        gc.collect()
+
+
+@pytest.fixture
+def phase_loop():
+    """A phaseloop.Loop alone, for the Node phase API asyncio does not have."""
+    lp = phaseloop.new_event_loop()
+    asyncio.set_event_loop(lp)
+    try:
+        yield lp
+    finally:
+        if not lp.is_closed():
+            lp.close()
+        asyncio.set_event_loop(None)
+        gc.collect()
