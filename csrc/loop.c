@@ -405,7 +405,8 @@ int pl_loop_run(pl_loop_t *loop, pl_run_mode mode)
         return -ECHILD;
     loop->break_flag = 0;
     pl_loop_update_time(loop);
-    if (mode == PL_RUN_DEFAULT && (r = run_timers(loop)) != 0)
+    /* As Node starts: microtasks queued before the run, then due timers. */
+    if (mode == PL_RUN_DEFAULT && ((r = drain_ready(loop)) != 0 || (r = run_timers(loop)) != 0))
         goto out;
     for (;;) {
         if ((r = drain_ready(loop)) != 0)

@@ -9,12 +9,11 @@ set(PHASELOOP_CORE_SOURCES
 
 # PHASELOOP_BACKEND: auto (the platform's best), epoll, kqueue or poll.
 # The environment variable of the same name overrides the cache default.
+set(PHASELOOP_BACKEND "auto" CACHE STRING "I/O backend: auto, epoll, kqueue or poll")
 if(DEFINED ENV{PHASELOOP_BACKEND} AND NOT "$ENV{PHASELOOP_BACKEND}" STREQUAL "")
-  set(_pl_backend_default "$ENV{PHASELOOP_BACKEND}")
-else()
-  set(_pl_backend_default "auto")
+  # The environment wins over a cached value, so one build dir can switch.
+  set(PHASELOOP_BACKEND "$ENV{PHASELOOP_BACKEND}" CACHE STRING "I/O backend" FORCE)
 endif()
-set(PHASELOOP_BACKEND "${_pl_backend_default}" CACHE STRING "I/O backend: auto, epoll, kqueue or poll")
 set_property(CACHE PHASELOOP_BACKEND PROPERTY STRINGS auto epoll kqueue poll)
 if(PHASELOOP_BACKEND STREQUAL "epoll")
   set(PHASELOOP_BACKEND_DEFINE PL_BACKEND_EPOLL=1)

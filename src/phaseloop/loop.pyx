@@ -266,7 +266,8 @@ cdef class _Loop:
             raise ValueError('delay must not be NaN')
         now = pl_clock_ns()
         if d <= 0:
-            deadline = now
+            # Due now, but ordered among past timers as asyncio orders them.
+            deadline = now - <uint64_t>(-d * 1e9) if -d * 1e9 < <double>now else 0
         elif d * 1e9 >= <double>(0xFFFFFFFFFFFFFFFF - now):
             deadline = 0xFFFFFFFFFFFFFFFF
         else:
@@ -474,11 +475,13 @@ cdef class _Loop:
             cb = pl_loop_take_callback(self.loop)
             if cb == NULL:
                 break
+            (<Handle>cb.data)._forget()
             _disown(<object>cb.data)
         while True:
             t = pl_loop_take_timer(self.loop)
             if t == NULL:
                 break
+            (<Handle>t.data)._forget()
             _disown(<object>t.data)
         while True:
             hk = pl_loop_take_hook(self.loop)
@@ -500,12 +503,18 @@ cdef class _Loop:
         if not self._forked:
             for sig in list(self._signal_handlers):
                 self.remove_signal_handler(sig)
+        for h in self._signal_handlers.values():
+            (<Handle>h)._forget()
         self._signal_handlers.clear()
         if self._signal_wakeup is not None:
             if not self._forked:
                 self._release_wakeup_fd()
             self._signal_wakeup.close()
             self._signal_wakeup = None
+        for w in self._fd_watchers.values():
+            for h in ((<FdWatcher>w).reader, (<FdWatcher>w).writer):
+                if h is not None:
+                    (<Handle>h)._forget()
         self._fd_watchers.clear()
         self._release_all()
         self._executor_shutdown_called = True
@@ -760,6 +769,9 @@ cdef class _Loop:
         except (ValueError, OSError) as exc:
             raise RuntimeError(str(exc))
         handle = self._new_handle(callback, args, None)
+        old = self._signal_handlers.get(sig)
+        if old is not None:
+            (<Handle>old)._forget()
         self._signal_handlers[sig] = handle
         try:
             signal.signal(sig, _sighandler_noop)
@@ -778,10 +790,10 @@ cdef class _Loop:
     def remove_signal_handler(self, sig):
         """Remove the loop's handler for sig; True if there was one."""
         self._check_signal(sig)
-        try:
-            del self._signal_handlers[sig]
-        except KeyError:
+        old = self._signal_handlers.pop(sig, None)
+        if old is None:
             return False
+        (<Handle>old)._forget()
         handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
         try:
             signal.signal(sig, handler)
