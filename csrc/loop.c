@@ -153,6 +153,7 @@ pl_loop_t *pl_loop_new(const pl_runtime_t *runtime)
     int r;
     if (loop == NULL)
         return NULL;
+    pl_queue_init(&loop->due);
     pl_queue_init(&loop->ready);
     pl_queue_init(&loop->pending);
     pl_queue_init(&loop->check);
@@ -201,6 +202,8 @@ void pl_loop_free(pl_loop_t *loop)
     if (loop == NULL)
         return;
     int forked = getpid() != loop->pid;
+    while (pl__timer_take_due(loop) != NULL)
+        ;
     queue_detach_all(&loop->ready);
     queue_detach_all(&loop->pending);
     queue_detach_all(&loop->check);
@@ -222,7 +225,7 @@ void pl_loop_free(pl_loop_t *loop)
  * next drain. On a break the rest of the snapshot goes back to the front. */
 static int drain_ready(pl_loop_t *loop)
 {
-    if (pl_queue_empty(&loop->ready))
+    if (loop->break_flag || pl_queue_empty(&loop->ready))
         return loop->break_flag;
     pl_queue_t batch;
     uint64_t n = 0;
@@ -294,7 +297,7 @@ static int poll_timeout_ms(pl_loop_t *loop, pl_run_mode mode)
     if (mode == PL_RUN_NOWAIT || loop->stop_flag || loop->break_flag
         || !pl_queue_empty(&loop->ready) || !pl_queue_empty(&loop->pending)
         || !pl_queue_empty(&loop->idle_hooks) || !pl_queue_empty(&loop->check)
-        || !pl_queue_empty(&loop->closing))
+        || !pl_queue_empty(&loop->closing) || loop->ndue)
         return 0;
     uint64_t next = pl_timer_next(loop);
     int64_t wait_ns = -1;
@@ -366,34 +369,18 @@ static int run_check(pl_loop_t *loop)
 }
 
 /* Collect the due set first, so a timer armed by a timer callback runs in
- * the next iteration even when it is already due. */
+ * the next iteration even when it is already due. The set lives in the
+ * loop: timers a break leaves unrun stay there, first in line next run. */
 static int run_timers(pl_loop_t *loop)
 {
-    pl_queue_t due;
     pl_timer_t *t;
-    pl_queue_init(&due);
-    while ((t = pl__timer_pop_due(loop)) != NULL) {
-        t->heap_index = PL_TIMER_DUE;
-        pl_queue_insert_tail(&due, &t->due);
-    }
-    while (!pl_queue_empty(&due)) {
-        t = pl_container_of(due.next, pl_timer_t, due);
-        pl_queue_remove(&t->due);
-        t->heap_index = PL_TIMER_IDLE;
+    while ((t = pl__timer_pop_due(loop)) != NULL)
+        pl__timer_add_due(loop, t);
+    while ((t = pl__timer_take_due(loop)) != NULL) {
         loop->stats.callbacks[PL_PHASE_TIMERS]++;
         t->fn(loop, t);
-        if (drain_ready(loop)) {
-            /* Put the unrun due timers back; they keep deadline and seq. */
-            while (!pl_queue_empty(&due)) {
-                t = pl_container_of(due.next, pl_timer_t, due);
-                pl_queue_remove(&t->due);
-                t->heap_index = PL_TIMER_IDLE;
-                uint64_t seq = t->seq;
-                if (pl_timer_start(loop, t, t->deadline) == 0)
-                    t->seq = seq;
-            }
+        if (drain_ready(loop))
             return 1;
-        }
     }
     return 0;
 }
@@ -462,10 +449,11 @@ pl_callback_t *pl_loop_take_callback(pl_loop_t *loop)
 
 pl_timer_t *pl_loop_take_timer(pl_loop_t *loop)
 {
-    if (loop->heap_len == 0)
-        return NULL;
-    pl_timer_t *t = loop->heap[loop->heap_len - 1];
-    pl_timer_stop(loop, t);
+    pl_timer_t *t = pl__timer_take_due(loop);
+    if (t == NULL && loop->heap_len != 0) {
+        t = loop->heap[loop->heap_len - 1];
+        pl_timer_stop(loop, t);
+    }
     return t;
 }
 

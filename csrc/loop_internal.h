@@ -22,6 +22,10 @@ struct pl_loop {
     size_t heap_len;
     size_t heap_cap;
 
+    pl_queue_t due;               /* timers taken off the heap to run now,
+                                     in (deadline, seq) order; a break leaves
+                                     the rest for the next timers phase */
+    size_t ndue;
     pl_queue_t ready;             /* call_soon: drained between callbacks */
     pl_queue_t pending;           /* deferred I/O callbacks */
     pl_queue_t check;             /* call_immediate */
@@ -57,6 +61,8 @@ struct pl_loop {
 /* timer.c */
 void pl__timers_free(pl_loop_t *loop);
 pl_timer_t *pl__timer_pop_due(pl_loop_t *loop);
+void pl__timer_add_due(pl_loop_t *loop, pl_timer_t *t);
+pl_timer_t *pl__timer_take_due(pl_loop_t *loop);
 
 /* wakeup.c */
 int pl__wakeup_open(pl_loop_t *loop);

@@ -177,9 +177,11 @@ void *pl_loop_runtime_data(pl_loop_t *loop);
 int pl_loop_backend_fd(pl_loop_t *loop); /* -1 for the poll backend */
 
 int pl_loop_run(pl_loop_t *loop, pl_run_mode mode);
-void pl_loop_stop(pl_loop_t *loop);      /* end after this iteration */
+/* End PL_RUN_DEFAULT after this iteration. The request stays until a
+ * PL_RUN_DEFAULT run honours it, as asyncio's stop() before run_forever. */
+void pl_loop_stop(pl_loop_t *loop);
 void pl_loop_break(pl_loop_t *loop);     /* end after the current callback */
-/* Cap the next wait of PL_RUN_ONCE at ns (negative: no cap). */
+/* Cap every wait of PL_RUN_ONCE at ns until changed (negative: no cap). */
 void pl_loop_set_wait_cap(pl_loop_t *loop, int64_t ns);
 uint64_t pl_loop_now(const pl_loop_t *loop);   /* cached per iteration */
 void pl_loop_update_time(pl_loop_t *loop);

@@ -117,6 +117,7 @@ int pl_timer_stop(pl_loop_t *loop, pl_timer_t *t)
     if (t->heap_index == PL_TIMER_DUE) {
         pl_queue_remove(&t->due);
         t->heap_index = PL_TIMER_IDLE;
+        loop->ndue--;
     } else {
         heap_remove(loop, t);
     }
@@ -125,12 +126,47 @@ int pl_timer_stop(pl_loop_t *loop, pl_timer_t *t)
 
 size_t pl_timer_count(const pl_loop_t *loop)
 {
-    return loop->heap_len;
+    return loop->heap_len + loop->ndue;
 }
 
 uint64_t pl_timer_next(const pl_loop_t *loop)
 {
-    return loop->heap_len ? loop->heap[0]->deadline : UINT64_MAX;
+    uint64_t next = loop->heap_len ? loop->heap[0]->deadline : UINT64_MAX;
+    if (loop->ndue) {
+        const pl_timer_t *first = pl_container_of(loop->due.next, pl_timer_t, due);
+        if (first->deadline < next)
+            next = first->deadline;
+    }
+    return next;
+}
+
+/* Add a timer just taken off the heap to the due list, in key order. The
+ * list is empty unless a break left timers in it, and the heap hands timers
+ * over in order, so the walk from the tail almost always stops at once. */
+void pl__timer_add_due(pl_loop_t *loop, pl_timer_t *t)
+{
+    pl_queue_t *pos = loop->due.prev;
+    while (pos != &loop->due && timer_less(t, pl_container_of(pos, pl_timer_t, due)))
+        pos = pos->prev;
+    /* insert after pos */
+    t->due.prev = pos;
+    t->due.next = pos->next;
+    pos->next->prev = &t->due;
+    pos->next = &t->due;
+    t->heap_index = PL_TIMER_DUE;
+    loop->ndue++;
+}
+
+/* Take the first due timer off the due list, or NULL. */
+pl_timer_t *pl__timer_take_due(pl_loop_t *loop)
+{
+    if (pl_queue_empty(&loop->due))
+        return NULL;
+    pl_timer_t *t = pl_container_of(loop->due.next, pl_timer_t, due);
+    pl_queue_remove(&t->due);
+    t->heap_index = PL_TIMER_IDLE;
+    loop->ndue--;
+    return t;
 }
 
 /* Take the earliest timer if it is due at the cached time, else NULL. */
