@@ -8,22 +8,24 @@ set(PHASELOOP_CORE_SOURCES
 )
 
 # PHASELOOP_BACKEND: auto (the platform's best), epoll, kqueue or poll.
-# The environment variable of the same name overrides the cache default.
+# The environment variable of the same name overrides it for one configure.
 set(PHASELOOP_BACKEND "auto" CACHE STRING "I/O backend: auto, epoll, kqueue or poll")
-if(DEFINED ENV{PHASELOOP_BACKEND} AND NOT "$ENV{PHASELOOP_BACKEND}" STREQUAL "")
-  # The environment wins over a cached value, so one build dir can switch.
-  set(PHASELOOP_BACKEND "$ENV{PHASELOOP_BACKEND}" CACHE STRING "I/O backend" FORCE)
-endif()
 set_property(CACHE PHASELOOP_BACKEND PROPERTY STRINGS auto epoll kqueue poll)
-if(PHASELOOP_BACKEND STREQUAL "epoll")
+# The environment variable wins for this configure only: it is not cached,
+# so a later build without it goes back to the -D / default choice.
+set(_pl_backend "${PHASELOOP_BACKEND}")
+if(DEFINED ENV{PHASELOOP_BACKEND} AND NOT "$ENV{PHASELOOP_BACKEND}" STREQUAL "")
+  set(_pl_backend "$ENV{PHASELOOP_BACKEND}")
+endif()
+if(_pl_backend STREQUAL "epoll")
   set(PHASELOOP_BACKEND_DEFINE PL_BACKEND_EPOLL=1)
-elseif(PHASELOOP_BACKEND STREQUAL "kqueue")
+elseif(_pl_backend STREQUAL "kqueue")
   set(PHASELOOP_BACKEND_DEFINE PL_BACKEND_KQUEUE=1)
-elseif(PHASELOOP_BACKEND STREQUAL "poll")
+elseif(_pl_backend STREQUAL "poll")
   set(PHASELOOP_BACKEND_DEFINE PL_BACKEND_POLL=1)
-elseif(PHASELOOP_BACKEND STREQUAL "auto")
+elseif(_pl_backend STREQUAL "auto")
   set(PHASELOOP_BACKEND_DEFINE "")
 else()
-  message(FATAL_ERROR "PHASELOOP_BACKEND must be auto, epoll, kqueue or poll, not '${PHASELOOP_BACKEND}'")
+  message(FATAL_ERROR "PHASELOOP_BACKEND must be auto, epoll, kqueue or poll, not '${_pl_backend}'")
 endif()
-message(STATUS "phaseloop I/O backend: ${PHASELOOP_BACKEND}")
+message(STATUS "phaseloop I/O backend: ${_pl_backend}")

@@ -45,6 +45,7 @@ BACKEND = pl_backend_name().decode()
 include "handles.pxi"
 include "io.pxi"
 include "signals.pxi"
+include "sockets.pxi"
 
 
 # ---- fork safety -----------------------------------------------------------
@@ -116,6 +117,7 @@ cdef class _Loop:
     cdef dict _fd_watchers
     cdef dict _signal_handlers
     cdef SignalWakeup _signal_wakeup
+    cdef _SockOps _sock_ops
     cdef object _current_handle
     cdef public double slow_callback_duration
 
@@ -133,6 +135,8 @@ cdef class _Loop:
             raise OSError(err, os.strerror(err))
         self._fd_watchers = {}
         self._signal_handlers = {}
+        self._sock_ops = _SockOps()
+        self._sock_ops.loop = self
         self._asyncgens = weakref.WeakSet()
         self.slow_callback_duration = 0.1
         self._debug = _events._is_debug_mode() if hasattr(_events, '_is_debug_mode') else \
@@ -696,6 +700,7 @@ cdef class _Loop:
         self._fd_watchers[fd] = w
         if old is not None:
             old.cancel()
+        return h
 
     cdef bint _remove_fd_callback(self, fileobj, bint write) except -1:
         fd = _fd_of(fileobj)
@@ -733,6 +738,182 @@ cdef class _Loop:
     def remove_writer(self, fd):
         """Stop watching fd for writing; True if it was watched."""
         return self._remove_fd_callback(fd, True)
+
+    # ---- sockets (sock_*) ---------------------------------------------------------
+
+    cdef _check_sock(self, sock):
+        _check_not_ssl(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    cdef _wait_fd(self, sock, bint write, fut, callback, tuple args):
+        """Retry callback(fut, sock, *args) whenever sock is ready; stop
+        watching once fut is done or cancelled."""
+        fd = sock.fileno()
+        handle = self._set_fd_callback(fd, write, callback, (fut, sock) + args)
+        fut.add_done_callback(functools.partial(self._sock_ops.watch_done, fd, write, handle))
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from a non-blocking socket."""
+        self._check_sock(sock)
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        self._wait_fd(sock, False, fut, self._sock_ops.recv, (n,))
+        return await fut
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into buf; return the number of bytes received."""
+        self._check_sock(sock)
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        self._wait_fd(sock, False, fut, self._sock_ops.recv_into, (buf,))
+        return await fut
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to bufsize bytes: (data, address)."""
+        self._check_sock(sock)
+        try:
+            return sock.recvfrom(bufsize)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        self._wait_fd(sock, False, fut, self._sock_ops.recvfrom, (bufsize,))
+        return await fut
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into buf: (nbytes, address)."""
+        self._check_sock(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        try:
+            return sock.recvfrom_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        self._wait_fd(sock, False, fut, self._sock_ops.recvfrom_into, (buf, nbytes))
+        return await fut
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data; returns None once the kernel has taken it."""
+        self._check_sock(sock)
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == len(data):
+            return
+        fut = self.create_future()
+        self._wait_fd(sock, True, fut, self._sock_ops.sendall, (memoryview(data), [n]))
+        return await fut
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to address; return the number of bytes sent."""
+        self._check_sock(sock)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        self._wait_fd(sock, True, fut, self._sock_ops.sendto, (data, address))
+        return await fut
+
+    async def sock_connect(self, sock, address):
+        """Connect sock to address, resolving a host name first."""
+        self._check_sock(sock)
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_ip_literal(address[0], sock.family):
+            infos = await self.getaddrinfo(*address[:2], family=sock.family,
+                                           type=sock.type, proto=sock.proto)
+            if not infos:
+                raise OSError('getaddrinfo() returned empty list')
+            address = infos[0][4]
+        fut = self.create_future()
+        try:
+            sock.connect(address)
+        except (BlockingIOError, InterruptedError):
+            self._wait_fd(sock, True, fut, self._sock_ops.connected, (address,))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+        try:
+            return await fut
+        finally:
+            fut = None    # break the cycle through a raised exception's traceback
+
+    async def sock_accept(self, sock):
+        """Accept a connection: (conn, address), conn non-blocking."""
+        self._check_sock(sock)
+        fut = self.create_future()
+        self._sock_ops.accept(fut, sock)
+        if not fut.done():
+            self._wait_fd(sock, False, fut, self._sock_ops.accept, ())
+        return await fut
+
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        """Send a file with os.sendfile (zero copy), or read/send if the file
+        cannot be sent that way and fallback is true; return bytes sent."""
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        _check_sendfile_params(sock, file, offset, count)
+        try:
+            return await self._sock_sendfile_native(sock, file, offset, count)
+        except _exceptions.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sock_sendfile_fallback(sock, file, offset, count)
+
+    async def _sock_sendfile_native(self, sock, file, offset, count):
+        try:
+            fileno = file.fileno()
+        except (AttributeError, _io.UnsupportedOperation):
+            raise _exceptions.SendfileNotAvailableError("not a regular file")
+        try:
+            fsize = os.fstat(fileno).st_size
+        except OSError:
+            raise _exceptions.SendfileNotAvailableError("not a regular file")
+        if not (count or fsize):
+            return 0
+        state = [offset, 0]
+        fut = self.create_future()
+        try:
+            self._sock_ops.sendfile(fut, sock, fileno, count, state)
+            if not fut.done():
+                self._wait_fd(sock, True, fut, self._sock_ops.sendfile, (fileno, count, state))
+            return await fut
+        finally:
+            if state[1] > 0:
+                os.lseek(fileno, offset + state[1], os.SEEK_SET)
+
+    async def _sock_sendfile_fallback(self, sock, file, offset, count):
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, _SENDFILE_FALLBACK_BUFSIZE) if count else _SENDFILE_FALLBACK_BUFSIZE
+        buf = bytearray(blocksize)
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total_sent, blocksize)
+                    if blocksize <= 0:
+                        break
+                view = memoryview(buf)[:blocksize]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    break
+                await self.sock_sendall(sock, view[:read])
+                total_sent += read
+            return total_sent
+        finally:
+            if total_sent > 0 and hasattr(file, 'seek'):
+                file.seek(offset + total_sent)
 
     # ---- signals ---------------------------------------------------------------
 
@@ -924,9 +1105,20 @@ cdef class _Loop:
         }
 
 
-def _set_result_unless_done(fut, result):
-    if not fut.done():
-        fut.set_result(result)
+def _check_sendfile_params(sock, file, offset, count):
+    if 'b' not in getattr(file, 'mode', 'b'):
+        raise ValueError("file should be opened in binary mode")
+    if not sock.type == socket.SOCK_STREAM:
+        raise ValueError("only SOCK_STREAM type sockets are supported")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
 
 
 cdef object _format_handle(Handle h):
