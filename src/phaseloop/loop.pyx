@@ -753,51 +753,32 @@ cdef class _Loop:
         handle = self._set_fd_callback(fd, write, callback, (fut, sock) + args)
         fut.add_done_callback(functools.partial(self._sock_ops.watch_done, fd, write, handle))
 
-    async def sock_recv(self, sock, n):
-        """Receive up to n bytes from a non-blocking socket."""
+    async def _sock_call(self, sock, bint write, fn, *args):
+        """fn(*args) at once, or once sock is ready if it would block."""
         self._check_sock(sock)
         try:
-            return sock.recv(n)
+            return fn(*args)
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(sock, False, fut, self._sock_ops.recv, (n,))
+        self._wait_fd(sock, write, fut, self._sock_ops.call, (fn,) + args)
         return await fut
 
-    async def sock_recv_into(self, sock, buf):
-        """Receive into buf; return the number of bytes received."""
-        self._check_sock(sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._wait_fd(sock, False, fut, self._sock_ops.recv_into, (buf,))
-        return await fut
+    def sock_recv(self, sock, n):
+        """Receive up to n bytes from a non-blocking socket (a coroutine)."""
+        return self._sock_call(sock, False, sock.recv, n)
 
-    async def sock_recvfrom(self, sock, bufsize):
-        """Receive a datagram of up to bufsize bytes: (data, address)."""
-        self._check_sock(sock)
-        try:
-            return sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._wait_fd(sock, False, fut, self._sock_ops.recvfrom, (bufsize,))
-        return await fut
+    def sock_recv_into(self, sock, buf):
+        """Receive into buf; the number of bytes received (a coroutine)."""
+        return self._sock_call(sock, False, sock.recv_into, buf)
 
-    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
-        """Receive a datagram into buf: (nbytes, address)."""
-        self._check_sock(sock)
-        if not nbytes:
-            nbytes = len(buf)
-        try:
-            return sock.recvfrom_into(buf, nbytes)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._wait_fd(sock, False, fut, self._sock_ops.recvfrom_into, (buf, nbytes))
-        return await fut
+    def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to bufsize bytes: (data, address) (a coroutine)."""
+        return self._sock_call(sock, False, sock.recvfrom, bufsize)
+
+    def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into buf: (nbytes, address) (a coroutine)."""
+        return self._sock_call(sock, False, sock.recvfrom_into, buf, nbytes or len(buf))
 
     async def sock_sendall(self, sock, data):
         """Send all of data; returns None once the kernel has taken it."""
@@ -812,16 +793,9 @@ cdef class _Loop:
         self._wait_fd(sock, True, fut, self._sock_ops.sendall, (memoryview(data), [n]))
         return await fut
 
-    async def sock_sendto(self, sock, data, address):
-        """Send a datagram to address; return the number of bytes sent."""
-        self._check_sock(sock)
-        try:
-            return sock.sendto(data, address)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._wait_fd(sock, True, fut, self._sock_ops.sendto, (data, address))
-        return await fut
+    def sock_sendto(self, sock, data, address):
+        """Send a datagram to address; the number of bytes sent (a coroutine)."""
+        return self._sock_call(sock, True, sock.sendto, data, address)
 
     async def sock_connect(self, sock, address):
         """Connect sock to address, resolving a host name first."""

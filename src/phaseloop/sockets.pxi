@@ -59,53 +59,13 @@ cdef class _SockOps:
             else:
                 self.loop.remove_reader(fd)
 
-    def recv(self, fut, sock, n):
+    def call(self, fut, sock, fn, *args):
+        """Retry fn(*args) (a recv/recvfrom/sendto flavour of sock) and
+        resolve fut with its result once it does not block."""
         if fut.done():
             return
         try:
-            data = sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(data)
-
-    def recv_into(self, fut, sock, buf):
-        if fut.done():
-            return
-        try:
-            nbytes = sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(nbytes)
-
-    def recvfrom(self, fut, sock, bufsize):
-        if fut.done():
-            return
-        try:
-            result = sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
-
-    def recvfrom_into(self, fut, sock, buf, nbytes):
-        if fut.done():
-            return
-        try:
-            result = sock.recvfrom_into(buf, nbytes)
+            result = fn(*args)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -133,20 +93,6 @@ cdef class _SockOps:
             fut.set_result(None)
         else:
             pos[0] = start
-
-    def sendto(self, fut, sock, data, address):
-        if fut.done():
-            return
-        try:
-            n = sock.sendto(data, address)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(n)
 
     def connected(self, fut, sock, address):
         if fut.done():
