@@ -8,6 +8,7 @@ phaseloop-only API (call_immediate, add_idle, metrics...) takes
 import asyncio
 import gc
 import os
+import socket
 
 import pytest
 
@@ -63,3 +64,26 @@ def phase_loop():
             lp.close()
         asyncio.set_event_loop(None)
         gc.collect()
+
+
+@pytest.fixture
+def socket_pair():
+    """Two connected non-blocking sockets (socket.socketpair), closed after."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.fixture
+def ref_loop():
+    """asyncio's own loop, the reference for exception types."""
+    lp = asyncio.new_event_loop()
+    try:
+        yield lp
+    finally:
+        lp.close()

@@ -23,16 +23,6 @@ def run_until_stopped(loop, guard=5.0):
     guard_handle.cancel()
 
 
-@pytest.fixture
-def socket_pair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
 # ---- call_immediate -------------------------------------------------------
 
 

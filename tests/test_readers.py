@@ -24,18 +24,6 @@ class FdHolder:
 
 
 @pytest.fixture
-def sockpair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
-
-
-@pytest.fixture
 def pipe():
     r, w = os.pipe()
     os.set_blocking(r, False)
@@ -73,8 +61,8 @@ def raised_type(fn, *args):
 
 
 @pytest.mark.parametrize("as_object", [False, True], ids=["int", "fileno"])
-def test_reader_on_socketpair_called_with_args(loop, sockpair, as_object):
-    a, b = sockpair
+def test_reader_on_socketpair_called_with_args(loop, socket_pair, as_object):
+    a, b = socket_pair
     fut = loop.create_future()
     target = a if as_object else a.fileno()
 
@@ -108,8 +96,8 @@ def test_reader_on_pipe(loop, pipe, as_object):
     assert b"".join(chunks) == b"abcdef"
 
 
-def test_reader_not_called_without_data(loop, sockpair):
-    a, _ = sockpair
+def test_reader_not_called_without_data(loop, socket_pair):
+    a, _ = socket_pair
     calls = []
     loop.add_reader(a.fileno(), calls.append, 1)
     run_for(loop, 0.05)
@@ -117,8 +105,8 @@ def test_reader_not_called_without_data(loop, sockpair):
     assert calls == []
 
 
-def test_reader_sees_eof(loop, sockpair):
-    a, b = sockpair
+def test_reader_sees_eof(loop, socket_pair):
+    a, b = socket_pair
     fut = loop.create_future()
 
     def on_readable():
@@ -148,8 +136,8 @@ def test_pipe_reader_sees_eof(loop, pipe):
     assert run_until(loop, fut) == "eof"
 
 
-def test_readding_reader_replaces_callback(loop, sockpair):
-    a, b = sockpair
+def test_readding_reader_replaces_callback(loop, socket_pair):
+    a, b = socket_pair
     fut = loop.create_future()
     first, second = [], []
 
@@ -166,8 +154,8 @@ def test_readding_reader_replaces_callback(loop, sockpair):
     assert second == [b"data"]
 
 
-def test_readding_reader_through_object_replaces_int(loop, sockpair):
-    a, b = sockpair
+def test_readding_reader_through_object_replaces_int(loop, socket_pair):
+    a, b = socket_pair
     fut = loop.create_future()
     calls = []
 
@@ -183,23 +171,23 @@ def test_readding_reader_through_object_replaces_int(loop, sockpair):
     assert calls == [b"z"]
 
 
-def test_remove_reader_returns_bool(loop, sockpair):
-    a, _ = sockpair
+def test_remove_reader_returns_bool(loop, socket_pair):
+    a, _ = socket_pair
     assert loop.remove_reader(a.fileno()) is False
     loop.add_reader(a.fileno(), lambda: None)
     assert loop.remove_reader(a.fileno()) is True
     assert loop.remove_reader(a.fileno()) is False
 
 
-def test_remove_reader_by_int_after_add_by_object(loop, sockpair):
-    a, _ = sockpair
+def test_remove_reader_by_int_after_add_by_object(loop, socket_pair):
+    a, _ = socket_pair
     loop.add_reader(a, lambda: None)
     assert loop.remove_reader(a.fileno()) is True
     assert loop.remove_reader(a) is False
 
 
-def test_removed_reader_is_not_called(loop, sockpair):
-    a, b = sockpair
+def test_removed_reader_is_not_called(loop, socket_pair):
+    a, b = socket_pair
     calls = []
     loop.add_reader(a.fileno(), calls.append, 1)
     assert loop.remove_reader(a.fileno()) is True
@@ -208,9 +196,9 @@ def test_removed_reader_is_not_called(loop, sockpair):
     assert calls == []
 
 
-def test_reader_removing_itself_runs_once(loop, sockpair):
+def test_reader_removing_itself_runs_once(loop, socket_pair):
     """The data is left unread: a watcher still registered would fire again."""
-    a, b = sockpair
+    a, b = socket_pair
     calls = []
 
     def on_readable():
@@ -223,9 +211,9 @@ def test_reader_removing_itself_runs_once(loop, sockpair):
     assert calls == [1]
 
 
-def test_level_triggered_until_drained(loop, sockpair):
+def test_level_triggered_until_drained(loop, socket_pair):
     """A reader that reads one byte at a time is called until the data is gone."""
-    a, b = sockpair
+    a, b = socket_pair
     fut = loop.create_future()
     got = []
 
@@ -270,8 +258,8 @@ def test_reader_on_each_of_many_sockets(loop):
 
 
 @pytest.mark.parametrize("as_object", [False, True], ids=["int", "fileno"])
-def test_writer_on_socketpair_called_with_args(loop, sockpair, as_object):
-    a, b = sockpair
+def test_writer_on_socketpair_called_with_args(loop, socket_pair, as_object):
+    a, b = socket_pair
     fut = loop.create_future()
     target = a if as_object else a.fileno()
 
@@ -305,8 +293,8 @@ def test_writer_and_reader_on_pipe(loop, pipe, as_object):
     assert run_until(loop, fut) == b"through the pipe"
 
 
-def test_readding_writer_replaces_callback(loop, sockpair):
-    a, _ = sockpair
+def test_readding_writer_replaces_callback(loop, socket_pair):
+    a, _ = socket_pair
     fut = loop.create_future()
     first = []
 
@@ -320,16 +308,16 @@ def test_readding_writer_replaces_callback(loop, sockpair):
     assert first == []
 
 
-def test_remove_writer_returns_bool(loop, sockpair):
-    a, _ = sockpair
+def test_remove_writer_returns_bool(loop, socket_pair):
+    a, _ = socket_pair
     assert loop.remove_writer(a.fileno()) is False
     loop.add_writer(FdHolder(a.fileno()), lambda: None)
     assert loop.remove_writer(a.fileno()) is True
     assert loop.remove_writer(a) is False
 
 
-def test_writer_removing_itself_runs_once(loop, sockpair):
-    a, _ = sockpair
+def test_writer_removing_itself_runs_once(loop, socket_pair):
+    a, _ = socket_pair
     calls = []
 
     def on_writable():
@@ -341,8 +329,8 @@ def test_writer_removing_itself_runs_once(loop, sockpair):
     assert calls == [1]
 
 
-def test_writer_waits_for_full_socket_to_drain(loop, sockpair):
-    a, b = sockpair
+def test_writer_waits_for_full_socket_to_drain(loop, socket_pair):
+    a, b = socket_pair
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     sent = 0
     while True:
@@ -375,8 +363,8 @@ def test_writer_waits_for_full_socket_to_drain(loop, sockpair):
 # ---- a reader and a writer on one fd ---------------------------------------
 
 
-def test_reader_and_writer_on_same_fd_are_independent(loop, sockpair):
-    a, b = sockpair
+def test_reader_and_writer_on_same_fd_are_independent(loop, socket_pair):
+    a, b = socket_pair
     writes, reads = [], []
     wrote = loop.create_future()
     read = loop.create_future()
@@ -410,8 +398,8 @@ def test_reader_and_writer_on_same_fd_are_independent(loop, sockpair):
     assert loop.remove_reader(a.fileno()) is True
 
 
-def test_removing_reader_keeps_writer(loop, sockpair):
-    a, b = sockpair
+def test_removing_reader_keeps_writer(loop, socket_pair):
+    a, b = socket_pair
     fut = loop.create_future()
     reads = []
     loop.add_reader(a.fileno(), reads.append, "read")
@@ -429,16 +417,6 @@ def test_removing_reader_keeps_writer(loop, sockpair):
 
 
 # ---- errors -----------------------------------------------------------------
-
-
-@pytest.fixture
-def ref_loop():
-    """asyncio's own loop, the reference for exception types."""
-    lp = asyncio.new_event_loop()
-    try:
-        yield lp
-    finally:
-        lp.close()
 
 
 @pytest.mark.parametrize("method", ["add_reader", "add_writer"])
@@ -478,8 +456,8 @@ def test_bad_fd_raises_like_asyncio(loop, ref_loop, bad):
         assert got is expected, (method, bad)
 
 
-def test_add_reader_on_closed_loop_raises(loop, sockpair):
-    a, _ = sockpair
+def test_add_reader_on_closed_loop_raises(loop, socket_pair):
+    a, _ = socket_pair
     loop.close()
     with pytest.raises(RuntimeError):
         loop.add_reader(a.fileno(), lambda: None)
@@ -487,8 +465,8 @@ def test_add_reader_on_closed_loop_raises(loop, sockpair):
         loop.add_writer(a.fileno(), lambda: None)
 
 
-def test_reader_exception_goes_to_handler(loop, sockpair):
-    a, b = sockpair
+def test_reader_exception_goes_to_handler(loop, socket_pair):
+    a, b = socket_pair
     contexts = []
     after = loop.create_future()
 
@@ -508,8 +486,8 @@ def test_reader_exception_goes_to_handler(loop, sockpair):
     assert {"message", "exception", "handle"} <= set(ctx)
 
 
-def test_writer_exception_goes_to_handler(loop, sockpair):
-    a, _ = sockpair
+def test_writer_exception_goes_to_handler(loop, socket_pair):
+    a, _ = socket_pair
     contexts = []
     after = loop.create_future()
 
@@ -525,9 +503,9 @@ def test_writer_exception_goes_to_handler(loop, sockpair):
     assert {"message", "exception", "handle"} <= set(contexts[0])
 
 
-def test_reader_used_by_coroutine(loop, sockpair):
+def test_reader_used_by_coroutine(loop, socket_pair):
     """The usual pattern: a coroutine awaits a future its reader completes."""
-    a, b = sockpair
+    a, b = socket_pair
 
     async def wait_readable(sock):
         fut = loop.create_future()

@@ -32,16 +32,6 @@ def raised_type(fn, *args):
     return None
 
 
-@pytest.fixture
-def ref_loop():
-    """asyncio's own loop, the reference for exception types."""
-    lp = asyncio.new_event_loop()
-    try:
-        yield lp
-    finally:
-        lp.close()
-
-
 @pytest.fixture(autouse=True)
 def restore_sigusr1():
     before = signal.getsignal(signal.SIGUSR1)

@@ -81,16 +81,6 @@ async def until_pending(task):
 
 
 @pytest.fixture
-def sockpair():
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
-@pytest.fixture
 def tcp():
     client, server = tcp_pair()
     yield client, server
@@ -133,9 +123,9 @@ def data_file(tmp_path):
 
 
 @pytest.mark.parametrize("size", [1, 65536, 4 * 1024 * 1024], ids=["1B", "64KiB", "4MiB"])
-def test_sendall_then_recv_keeps_every_byte(loop, sockpair, size):
+def test_sendall_then_recv_keeps_every_byte(loop, socket_pair, size):
     needs(loop, "sock_sendall", "sock_recv")
-    a, b = sockpair
+    a, b = socket_pair
     data = payload(size)
 
     async def main():
@@ -147,9 +137,9 @@ def test_sendall_then_recv_keeps_every_byte(loop, sockpair, size):
     assert no_watchers(loop, a.fileno()) and no_watchers(loop, b.fileno())
 
 
-def test_sendall_accepts_bytearray_and_memoryview(loop, sockpair):
+def test_sendall_accepts_bytearray_and_memoryview(loop, socket_pair):
     needs(loop, "sock_sendall", "sock_recv")
-    a, b = sockpair
+    a, b = socket_pair
 
     async def main():
         await loop.sock_sendall(a, bytearray(b"abc"))
@@ -159,9 +149,9 @@ def test_sendall_accepts_bytearray_and_memoryview(loop, sockpair):
     assert run(loop, main()) == b"abcdef"
 
 
-def test_recv_waits_for_data(loop, sockpair):
+def test_recv_waits_for_data(loop, socket_pair):
     needs(loop, "sock_recv")
-    a, b = sockpair
+    a, b = socket_pair
 
     async def main():
         task = loop.create_task(loop.sock_recv(b, 100))
@@ -173,9 +163,9 @@ def test_recv_waits_for_data(loop, sockpair):
     assert no_watchers(loop, b.fileno())
 
 
-def test_recv_returns_empty_bytes_at_eof(loop, sockpair):
+def test_recv_returns_empty_bytes_at_eof(loop, socket_pair):
     needs(loop, "sock_recv")
-    a, b = sockpair
+    a, b = socket_pair
 
     async def main():
         task = loop.create_task(loop.sock_recv(b, 100))
@@ -188,9 +178,9 @@ def test_recv_returns_empty_bytes_at_eof(loop, sockpair):
     assert run(loop, main()) == (b"", b"")
 
 
-def test_recv_into_fills_the_buffer(loop, sockpair):
+def test_recv_into_fills_the_buffer(loop, socket_pair):
     needs(loop, "sock_sendall", "sock_recv_into")
-    a, b = sockpair
+    a, b = socket_pair
     data = payload(1024 * 1024 + 3)
 
     async def main():
@@ -209,9 +199,9 @@ def test_recv_into_fills_the_buffer(loop, sockpair):
     assert no_watchers(loop, b.fileno())
 
 
-def test_recv_into_waits_for_data(loop, sockpair):
+def test_recv_into_waits_for_data(loop, socket_pair):
     needs(loop, "sock_recv_into")
-    a, b = sockpair
+    a, b = socket_pair
 
     async def main():
         buf = bytearray(8)
@@ -518,9 +508,9 @@ def _pending_connect_target():
 
 @pytest.mark.parametrize("method", ["sock_recv", "sock_recv_into", "sock_recvfrom",
                                     "sock_recvfrom_into"])
-def test_cancelled_receive_leaves_no_reader(loop, method, sockpair, udp_pair):
+def test_cancelled_receive_leaves_no_reader(loop, method, socket_pair, udp_pair):
     needs(loop, method)
-    a, b = udp_pair if method in DATAGRAM_METHODS else sockpair
+    a, b = udp_pair if method in DATAGRAM_METHODS else socket_pair
 
     async def main():
         task = loop.create_task(call_sock_method(method, loop, b, None))
@@ -540,9 +530,9 @@ def test_cancelled_receive_leaves_no_reader(loop, method, sockpair, udp_pair):
     assert b.recv(100) == b"after"
 
 
-def test_cancelled_recv_does_not_eat_later_data(loop, sockpair):
+def test_cancelled_recv_does_not_eat_later_data(loop, socket_pair):
     needs(loop, "sock_recv")
-    a, b = sockpair
+    a, b = socket_pair
 
     async def main():
         task = loop.create_task(loop.sock_recv(b, 100))
