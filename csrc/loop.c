@@ -202,8 +202,6 @@ void pl_loop_free(pl_loop_t *loop)
     if (loop == NULL)
         return;
     int forked = getpid() != loop->pid;
-    while (pl__timer_take_due(loop) != NULL)
-        ;
     queue_detach_all(&loop->ready);
     queue_detach_all(&loop->pending);
     queue_detach_all(&loop->check);
@@ -370,7 +368,8 @@ static int run_check(pl_loop_t *loop)
 
 /* Collect the due set first, so a timer armed by a timer callback runs in
  * the next iteration even when it is already due. The set lives in the
- * loop: timers a break leaves unrun stay there, first in line next run. */
+ * loop: timers a break leaves unrun stay there, and the next timers phase
+ * merges the newly due among them by (deadline, seq). */
 static int run_timers(pl_loop_t *loop)
 {
     pl_timer_t *t;

@@ -148,11 +148,7 @@ void pl__timer_add_due(pl_loop_t *loop, pl_timer_t *t)
     pl_queue_t *pos = loop->due.prev;
     while (pos != &loop->due && timer_less(t, pl_container_of(pos, pl_timer_t, due)))
         pos = pos->prev;
-    /* insert after pos */
-    t->due.prev = pos;
-    t->due.next = pos->next;
-    pos->next->prev = &t->due;
-    pos->next = &t->due;
+    pl_queue_insert_tail(pos->next, &t->due);   /* i.e. right after pos */
     t->heap_index = PL_TIMER_DUE;
     loop->ndue++;
 }
@@ -181,6 +177,8 @@ pl_timer_t *pl__timer_pop_due(pl_loop_t *loop)
 
 void pl__timers_free(pl_loop_t *loop)
 {
+    while (pl__timer_take_due(loop) != NULL)
+        ;
     for (size_t i = 0; i < loop->heap_len; i++)
         loop->heap[i]->heap_index = PL_TIMER_IDLE;
     free(loop->heap);

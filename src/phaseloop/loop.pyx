@@ -1079,20 +1079,9 @@ cdef class _Loop:
         }
 
 
-def _check_sendfile_params(sock, file, offset, count):
-    if 'b' not in getattr(file, 'mode', 'b'):
-        raise ValueError("file should be opened in binary mode")
-    if not sock.type == socket.SOCK_STREAM:
-        raise ValueError("only SOCK_STREAM type sockets are supported")
-    if count is not None:
-        if not isinstance(count, int):
-            raise TypeError(f"count must be a positive integer (got {count!r})")
-        if count <= 0:
-            raise ValueError(f"count must be a positive integer (got {count!r})")
-    if not isinstance(offset, int):
-        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
-    if offset < 0:
-        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+def _set_result_unless_done(fut, result):
+    if not fut.done():
+        fut.set_result(result)
 
 
 cdef object _format_handle(Handle h):
