@@ -16,16 +16,18 @@ import asyncio as _asyncio
 from asyncio import events as _events
 from typing import Any, Coroutine, TypeVar
 
-from .loop import BACKEND, Handle, PhaseHook, TimerHandle, _Loop
+from .loop import (BACKEND, Handle, PhaseHook, Server, SocketTransport, TimerHandle, _Loop,
+                   _ServerMethods, _TCPMethods, _TLSMethods, _UnixMethods)
 
-__all__ = ["BACKEND", "Handle", "Loop", "PhaseHook", "Policy", "TimerHandle",
-           "new_event_loop", "run"]
+__all__ = ["BACKEND", "Handle", "Loop", "PhaseHook", "Policy", "Server", "SocketTransport",
+           "TimerHandle", "new_event_loop", "run"]
 __version__ = "0.1.0"
 
 _T = TypeVar("_T")
 
 
-class Loop(_Loop, _asyncio.AbstractEventLoop):
+class Loop(_Loop, _ServerMethods, _TCPMethods, _UnixMethods, _TLSMethods,
+           _asyncio.AbstractEventLoop):
     """An asyncio event loop on phaseloop's C phase engine.
 
     Everything asyncio.AbstractEventLoop offers, plus call_immediate,

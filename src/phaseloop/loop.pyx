@@ -46,6 +46,11 @@ include "handles.pxi"
 include "io.pxi"
 include "signals.pxi"
 include "sockets.pxi"
+include "transports.pxi"
+include "server.pxi"
+include "tcp.pxi"
+include "unix.pxi"
+include "tls.pxi"
 
 
 # ---- fork safety -----------------------------------------------------------
@@ -119,6 +124,9 @@ cdef class _Loop:
     cdef SignalWakeup _signal_wakeup
     cdef _SockOps _sock_ops
     cdef object _current_handle
+    cdef char *_read_buf                  # one read buffer for every stream transport
+    cdef readonly object _transports      # fd -> transport (weak), as asyncio's
+    cdef readonly dict _unix_server_paths # listening socket -> (path, inode) to unlink
     cdef public double slow_callback_duration
 
     def __cinit__(self, *args, **kwargs):
@@ -136,6 +144,8 @@ cdef class _Loop:
         self._fd_watchers = {}
         self._signal_handlers = {}
         self._sock_ops = _SockOps()
+        self._transports = weakref.WeakValueDictionary()
+        self._unix_server_paths = {}
         self._sock_ops.loop = self
         self._asyncgens = weakref.WeakSet()
         self.slow_callback_duration = 0.1
@@ -147,6 +157,8 @@ cdef class _Loop:
         _live_loops.add(self)
 
     def __dealloc__(self):
+        free(self._read_buf)
+        self._read_buf = NULL
         if self.loop != NULL:
             self._release_all()
             pl_loop_free(self.loop)
@@ -520,6 +532,8 @@ cdef class _Loop:
                 if h is not None:
                     (<Handle>h)._forget()
         self._fd_watchers.clear()
+        for t in list(self._transports.values()):
+            (<_StreamTransport>t)._release_watcher()
         self._release_all()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -677,11 +691,17 @@ cdef class _Loop:
             pl_io_init(&w.io, fd, _on_fd_event, <void *>w)
         return w
 
+    cdef _ensure_fd_no_transport(self, fd):
+        transport = self._transports.get(fd)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f'File descriptor {fd!r} is used by transport {transport!r}')
+
     cdef _set_fd_callback(self, fileobj, bint write, callback, tuple args):
         self._check_closed()
         self._check_fork()
         self._check_callback(callback, 'add_writer' if write else 'add_reader')
         fd = _fd_of(fileobj)
+        self._ensure_fd_no_transport(fd)
         cdef FdWatcher w = self._watcher(fd)
         cdef Handle old
         cdef Handle h = self._new_handle(callback, args, None)
@@ -706,6 +726,7 @@ cdef class _Loop:
         fd = _fd_of(fileobj)
         if self._closed:
             return False
+        self._ensure_fd_no_transport(fd)
         self._check_fork()
         cdef FdWatcher w = self._fd_watchers.get(fd)
         if w is None:

@@ -1,0 +1,662 @@
+# transports.pxi — the stream transport: sockets (TCP, Unix) and pipes.
+#
+# One _StreamTransport owns one fd and one C watcher (pl_io_t) on it; the
+# poll phase calls _on_stream_event directly, with no Handle in between.
+#
+# Write path: write() tries the syscall at once when nothing is queued and
+# buffers only what the kernel did not take; queued buffers go out with one
+# writev per writable event. Flow control as asyncio's (high 64 KiB, low
+# 16 KiB, pause_writing/resume_writing once per crossing).
+# Read path: one 256 KiB read buffer per loop, or the protocol's own buffer
+# for a BufferedProtocol. connection_lost runs exactly once, in the close
+# phase, and only then is the fd closed.
+#
+# While its watcher is armed the loop owns a reference to the transport, as
+# asyncio's selector owns the reader's handle: a transport that reads or
+# has bytes to send stays alive until it is closed.
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdlib cimport malloc, free
+
+from asyncio import protocols as _protocols
+from asyncio import trsock as _trsock
+
+cdef extern from "unistd.h" nogil:
+    ssize_t c_read "read"(int fd, void *buf, size_t n)
+    ssize_t c_write "write"(int fd, const void *buf, size_t n)
+
+cdef extern from "sys/uio.h" nogil:
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+    ssize_t c_writev "writev"(int fd, const iovec *iov, int iovcnt)
+
+cdef extern from "errno.h":
+    enum:
+        EAGAIN
+        EWOULDBLOCK
+        EINTR
+
+cdef enum:
+    _READ_BUF_SIZE = 262144       # asyncio's max_size for one recv
+    _IOV_BATCH = 64             # buffers per writev
+cdef int _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
+
+# What kind of fd a _StreamTransport drives.
+cdef enum:
+    _SOCKET = 0
+    _READ_PIPE = 1
+    _WRITE_PIPE = 2
+
+
+cdef inline bint _would_block(int err):
+    # EWOULDBLOCK is EAGAIN on Linux; a switch on both would not compile.
+    if err == EAGAIN or err == EINTR:
+        return True
+    return err == EWOULDBLOCK
+
+
+cdef object _os_error(int err):
+    # OSError(errno, msg) picks the subclass (ConnectionResetError...).
+    return OSError(err, os.strerror(err))
+
+
+cdef class _StreamTransport:
+    cdef pl_io_t io
+    cdef _Loop _loop
+    cdef object _sock               # socket.socket or pipe file: owns the fd
+    cdef int _fd
+    cdef int _kind
+    cdef object _protocol
+    cdef object _data_received      # protocol.data_received, or None if buffered
+    cdef bint _buffered
+    cdef object _context            # protocol callbacks run in it
+    cdef dict _extra
+    cdef object _public             # what protocols see (a pipe's wrapper), or None for self
+    cdef object _server
+    cdef bint _closing
+    cdef bint _eof                  # write_eof() called
+    cdef bint _reading              # read interest wanted
+    cdef bint _paused               # pause_reading() in effect
+    cdef bint _watch_hangup         # write pipe: watch for the reader going away
+    cdef bint _protocol_paused
+    cdef bint _lost_scheduled
+    cdef bint _registered           # the loop holds a reference while armed
+    cdef int _conn_lost
+    cdef list _wbuf                 # queued bytes objects...
+    cdef Py_ssize_t _whead          # ...from this index...
+    cdef Py_ssize_t _woff           # ...and this offset in the first one
+    cdef Py_ssize_t _wsize          # bytes queued
+    cdef Py_ssize_t _high
+    cdef Py_ssize_t _low
+    cdef object _empty_waiter
+    cdef object __weakref__
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("phaseloop transports are created by the loop")
+
+    cdef _setup(self, _Loop loop, sock, int fd, int kind, protocol, dict extra, server):
+        self._loop = loop
+        self._sock = sock
+        self._fd = fd
+        self._kind = kind
+        self._extra = extra
+        self._server = server
+        self._context = PyContext_CopyCurrent()
+        self._wbuf = []
+        self._high = 65536
+        self._low = 16384
+        pl_io_init(&self.io, fd, _on_stream_event, <void *>self)
+        self._set_protocol(protocol)
+        loop._transports[fd] = self
+        if server is not None:
+            server._attach(self._pub())
+
+    cdef inline object _pub(self):
+        return self if self._public is None else self._public
+
+    cdef _schedule_start(self, waiter):
+        """As asyncio: connection_made, then reading, then the waiter, each
+        its own callback so an exception in one does not skip the others."""
+        cdef _Loop loop = self._loop
+        loop._call_soon(self._protocol.connection_made, (self._pub(),), self._context)
+        if self._kind != _WRITE_PIPE or self._watch_hangup:
+            loop._call_soon(self._start_reading, (), self._context)
+        if waiter is not None:
+            loop._call_soon(_set_result_unless_cancelled, (waiter, None), None)
+
+    def _start_reading(self):
+        if self._closing or self._loop is None:
+            return
+        if self._kind != _WRITE_PIPE and self._paused:
+            return
+        self._reading = True
+        self._update_events()
+
+    # ---- the watcher --------------------------------------------------------------
+
+    cdef int _update_events(self) except -1:
+        cdef unsigned ev = 0
+        if self._reading:
+            ev |= PL_READABLE
+        if self._wsize:
+            ev |= PL_WRITABLE
+        return self._set_events(ev)
+
+    cdef int _set_events(self, unsigned ev) except -1:
+        cdef int r
+        if ev == (self.io.events if self._registered else 0):
+            return 0
+        if self._loop is None or self._loop.loop == NULL:
+            return 0
+        r = pl_io_set(self._loop.loop, &self.io, ev)
+        if r < 0:
+            raise _os_error(-r)
+        if ev and not self._registered:
+            self._registered = True
+            Py_INCREF(self)
+        elif not ev and self._registered:
+            self._registered = False
+            Py_DECREF(self)
+        return 0
+
+    cdef _release_watcher(self):
+        """The loop is closing: forget the watcher and the loop's reference."""
+        if self._registered:
+            if self._loop.loop != NULL:
+                pl_io_set(self._loop.loop, &self.io, 0)
+            self._registered = False
+            Py_DECREF(self)
+
+    # ---- protocol -----------------------------------------------------------------
+
+    cdef _set_protocol(self, protocol):
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, _protocols.BufferedProtocol)
+        self._data_received = None if self._buffered else protocol.data_received
+
+    def set_protocol(self, protocol):
+        self._set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._protocol
+
+    def get_extra_info(self, name, default=None):
+        return self._extra.get(name, default)
+
+    def is_closing(self):
+        return self._closing
+
+    # ---- reading ------------------------------------------------------------------
+
+    cdef int _on_readable(self) except -1:
+        cdef ssize_t n
+        cdef int err
+        cdef Py_buffer view
+        if self._kind == _WRITE_PIPE:
+            # The reading end went away (an error or hang-up on our end).
+            if self._wsize:
+                self._close(BrokenPipeError())
+            else:
+                self._close(None)
+            return 0
+        if self._buffered:
+            return self._read_buffered()
+        if self._loop._read_buf == NULL:
+            self._loop._read_buf = <char *>malloc(_READ_BUF_SIZE)
+            if self._loop._read_buf == NULL:
+                raise MemoryError()
+        n = c_read(self._fd, self._loop._read_buf, _READ_BUF_SIZE)
+        if n < 0:
+            err = errno_value()
+            if not _would_block(err):
+                self._read_error(_os_error(err))
+            return 0
+        if n == 0:
+            return self._on_eof()
+        data = PyBytes_FromStringAndSize(self._loop._read_buf, n)
+        try:
+            self._data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal error: protocol.data_received() call failed.')
+        return 0
+
+    cdef int _read_buffered(self) except -1:
+        cdef ssize_t n
+        cdef int err
+        cdef Py_buffer view
+        try:
+            buf = self._protocol.get_buffer(-1)
+            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+            if view.len == 0:
+                PyBuffer_Release(&view)
+                raise RuntimeError('get_buffer() returned an empty buffer')
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal error: protocol.get_buffer() call failed.')
+            return 0
+        n = c_read(self._fd, view.buf, <size_t>view.len)
+        err = errno_value()
+        PyBuffer_Release(&view)
+        if n < 0:
+            if not _would_block(err):
+                self._read_error(_os_error(err))
+            return 0
+        if n == 0:
+            return self._on_eof()
+        try:
+            self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal error: protocol.buffer_updated() call failed.')
+        return 0
+
+    cdef _read_error(self, exc):
+        if self._kind == _SOCKET:
+            self._fatal_error(exc, 'Fatal read error on socket transport')
+        else:
+            self._fatal_error(exc, 'Fatal read error on pipe transport')
+
+    cdef int _on_eof(self) except -1:
+        if self._loop._debug:
+            logger.debug("%r received EOF", self)
+        if self._kind == _READ_PIPE:
+            # A pipe at EOF is done: eof_received, then connection_lost.
+            self._closing = True
+            self._reading = False
+            self._update_events()
+            self._loop._call_soon(self._protocol.eof_received, (), self._context)
+            self._schedule_connection_lost(None)
+            return 0
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Fatal error: protocol.eof_received() call failed.')
+            return 0
+        if keep_open:
+            self._reading = False
+            self._update_events()
+        else:
+            self.close()
+        return 0
+
+    def pause_reading(self):
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._reading = False
+        self._update_events()
+        if self._loop._debug:
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._reading = True
+        self._update_events()
+        if self._loop._debug:
+            logger.debug("%r resumes reading", self)
+
+    def is_reading(self):
+        return not self._paused and not self._closing
+
+    # ---- writing ------------------------------------------------------------------
+
+    def write(self, data):
+        cdef Py_buffer view
+        cdef ssize_t n = 0
+        cdef int err
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f'data argument must be a bytes-like object, '
+                            f'not {type(data).__name__!r}')
+        if self._eof:
+            raise RuntimeError('Cannot call write() after write_eof()')
+        if self._empty_waiter is not None:
+            raise RuntimeError('unable to write; sendfile is in progress')
+        if self._conn_lost or (self._kind == _WRITE_PIPE and self._closing):
+            if self._conn_lost >= _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning('socket.send() raised exception.' if self._kind == _SOCKET else
+                               'pipe closed by peer or os.write(pipe, data) raised exception.')
+            self._conn_lost += 1
+            return
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            if view.len == 0:
+                return
+            if self._wsize == 0:
+                n = c_write(self._fd, view.buf, <size_t>view.len)
+                if n < 0:
+                    err = errno_value()
+                    if not _would_block(err):
+                        self._write_error(_os_error(err))
+                        return
+                    n = 0
+                if n == view.len:
+                    return
+            if type(data) is bytes:
+                if self._wsize == 0:
+                    self._woff = n
+                self._wbuf.append(data)
+            else:
+                self._wbuf.append(PyBytes_FromStringAndSize(<char *>view.buf + n, view.len - n))
+            self._wsize += view.len - n
+        finally:
+            PyBuffer_Release(&view)
+        self._update_events()
+        self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data):
+        self.write(b''.join(list_of_data))
+
+    cdef int _on_writable(self) except -1:
+        cdef iovec iov[_IOV_BATCH]
+        cdef int count = 0
+        cdef Py_ssize_t i = self._whead, end = len(self._wbuf), off = self._woff
+        cdef ssize_t n
+        cdef int err
+        cdef bytes b
+        while i < end and count < _IOV_BATCH:
+            b = <bytes>self._wbuf[i]
+            iov[count].iov_base = PyBytes_AS_STRING(b) + off
+            iov[count].iov_len = <size_t>(PyBytes_GET_SIZE(b) - off)
+            off = 0
+            count += 1
+            i += 1
+        if count == 1:
+            n = c_write(self._fd, iov[0].iov_base, iov[0].iov_len)
+        else:
+            n = c_writev(self._fd, iov, count)
+        if n < 0:
+            err = errno_value()
+            if _would_block(err):
+                return 0
+            self._drop_buffer()
+            self._update_events()
+            exc = _os_error(err)
+            self._write_error(exc)
+            if self._empty_waiter is not None:
+                self._empty_waiter.set_exception(exc)
+            return 0
+        self._consume(n)
+        self._maybe_resume_protocol()
+        if self._wsize == 0:
+            if self._closing:
+                self._reading = False
+            self._update_events()
+            if self._empty_waiter is not None:
+                self._empty_waiter.set_result(None)
+            if self._closing:
+                self._schedule_connection_lost(None)
+            elif self._eof:
+                self._sock.shutdown(socket.SHUT_WR)
+        return 0
+
+    cdef _consume(self, Py_ssize_t n):
+        """Drop n sent bytes from the front of the write buffer."""
+        cdef list buf = self._wbuf
+        cdef Py_ssize_t left
+        self._wsize -= n
+        while n > 0:
+            left = PyBytes_GET_SIZE(<bytes>buf[self._whead]) - self._woff
+            if n < left:
+                self._woff += n
+                break
+            n -= left
+            buf[self._whead] = None
+            self._whead += 1
+            self._woff = 0
+        if self._whead == len(buf):
+            buf.clear()
+            self._whead = 0
+        elif self._whead >= 64:
+            del buf[:self._whead]
+            self._whead = 0
+
+    cdef _drop_buffer(self):
+        self._wbuf.clear()
+        self._whead = self._woff = self._wsize = 0
+
+    cdef _write_error(self, exc):
+        if self._kind == _SOCKET:
+            self._fatal_error(exc, 'Fatal write error on socket transport')
+        else:
+            self._fatal_error(exc, 'Fatal write error on pipe transport')
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        if self._kind == _WRITE_PIPE:
+            # A pipe has no half-close: write_eof() closes once flushed.
+            if self._closing:
+                return
+            self._closing = True
+            if not self._wsize:
+                self._reading = False
+                self._update_events()
+                self._schedule_connection_lost(None)
+            return
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._wsize:
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def get_write_buffer_size(self):
+        return self._wsize
+
+    def get_write_buffer_limits(self):
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+        self._high = high
+        self._low = low
+        self._maybe_pause_protocol()
+
+    cdef _maybe_pause_protocol(self):
+        if self._wsize <= self._high or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                'message': 'protocol.pause_writing() failed',
+                'exception': exc,
+                'transport': self._pub(),
+                'protocol': self._protocol,
+            })
+
+    cdef _maybe_resume_protocol(self):
+        if not self._protocol_paused or self._wsize > self._low:
+            return
+        self._protocol_paused = False
+        try:
+            self._protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                'message': 'protocol.resume_writing() failed',
+                'exception': exc,
+                'transport': self._pub(),
+                'protocol': self._protocol,
+            })
+
+    def _make_empty_waiter(self):
+        """A future done once the write buffer is empty (for sendfile)."""
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        self._empty_waiter = self._loop.create_future()
+        if not self._wsize:
+            self._empty_waiter.set_result(None)
+        return self._empty_waiter
+
+    def _reset_empty_waiter(self):
+        self._empty_waiter = None
+
+    # ---- closing ------------------------------------------------------------------
+
+    def close(self):
+        if self._kind == _WRITE_PIPE:
+            if self._sock is not None and not self._closing:
+                self.write_eof()
+            return
+        if self._closing:
+            return
+        self._closing = True
+        self._reading = False
+        if self._kind == _READ_PIPE:
+            self._update_events()
+            self._conn_lost += 1
+            self._schedule_connection_lost(None)
+            return
+        self._update_events()
+        if not self._wsize:
+            self._conn_lost += 1
+            self._schedule_connection_lost(None)
+
+    def abort(self):
+        self._force_close(None)
+
+    cdef _fatal_error(self, exc, str message):
+        if isinstance(exc, OSError) and (self._kind != _READ_PIPE or exc.errno == errno.EIO):
+            if self._loop._debug:
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self._pub(),
+                'protocol': self._protocol,
+            })
+        self._force_close(exc)
+
+    cdef _close(self, exc):
+        self._force_close(exc)
+
+    cpdef _force_close(self, exc):
+        if self._conn_lost or self._lost_scheduled:
+            return
+        if self._wsize:
+            self._drop_buffer()
+        self._closing = True
+        self._reading = False
+        self._update_events()
+        self._conn_lost += 1
+        self._schedule_connection_lost(exc)
+
+    cdef _schedule_connection_lost(self, exc):
+        """connection_lost(exc) in this iteration's close phase, once."""
+        if self._lost_scheduled:
+            return
+        self._lost_scheduled = True
+        cdef _Loop loop = self._loop
+        cdef Handle h = loop._new_handle(self._call_connection_lost, (exc,), self._context)
+        _own(h)
+        pl_closing_push(loop.loop, &h.node)
+
+    def _call_connection_lost(self, exc):
+        loop = self._loop
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._reading = False
+            self._drop_buffer()
+            self._update_events()
+            sock = self._sock
+            if sock is not None:
+                self._sock = None
+                if loop._transports.get(self._fd) is self:
+                    del loop._transports[self._fd]
+                sock.close()
+            self._protocol = None
+            self._data_received = None
+            self._loop = None
+            server = self._server
+            if server is not None:
+                self._server = None
+                server._detach(self._pub())
+
+    def __del__(self):
+        if self._sock is not None:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+    def __repr__(self):
+        info = [type(self).__name__ if self._public is None else type(self._public).__name__]
+        if self._sock is None:
+            info.append('closed')
+        elif self._closing:
+            info.append('closing')
+        info.append(f'fd={self._fd}')
+        if self._sock is not None:
+            info.append('read=' + ('polling' if self._reading else 'idle'))
+            if self._kind != _READ_PIPE:
+                state = 'polling' if self._wsize else 'idle'
+                info.append(f'write=<{state}, bufsize={self._wsize}>')
+        return '<{}>'.format(' '.join(info))
+
+
+cdef void _on_stream_event(pl_loop_t *l, pl_io_t *io, unsigned revents) noexcept:
+    cdef _StreamTransport t = <_StreamTransport>io.data
+    cdef _Loop loop = t._loop
+    cdef object context = t._context
+    try:
+        PyContext_Enter(context)
+        try:
+            if revents & PL_READABLE:
+                t._on_readable()
+            if (revents & PL_WRITABLE) and t._wsize:
+                t._on_writable()
+        finally:
+            PyContext_Exit(context)
+    except BaseException as exc:
+        loop._stop_with(exc)
+
+
+cdef class SocketTransport(_StreamTransport):
+    """A TCP or Unix stream socket's transport (asyncio.Transport's API)."""
+
+
+cdef SocketTransport _new_socket_transport(_Loop loop, sock, protocol, waiter, dict extra, server):
+    cdef SocketTransport t = SocketTransport.__new__(SocketTransport)
+    if extra is None:
+        extra = {}
+    extra['socket'] = _trsock.TransportSocket(sock)
+    try:
+        extra['sockname'] = sock.getsockname()
+    except OSError:
+        extra['sockname'] = None
+    if 'peername' not in extra:
+        try:
+            extra['peername'] = sock.getpeername()
+        except OSError:
+            extra['peername'] = None
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM \
+            and sock.proto == socket.IPPROTO_TCP:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    t._setup(loop, sock, sock.fileno(), _SOCKET, protocol, extra, server)
+    t._schedule_start(waiter)
+    return t
+
+
+def _set_result_unless_cancelled(fut, result):
+    if not fut.cancelled():
+        fut.set_result(result)
