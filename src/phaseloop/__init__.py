@@ -16,18 +16,21 @@ import asyncio as _asyncio
 from asyncio import events as _events
 from typing import Any, Coroutine, TypeVar
 
-from .loop import (BACKEND, Handle, PhaseHook, Server, SocketTransport, TimerHandle, _Loop,
-                   _ServerMethods, _TCPMethods, _TLSMethods, _UnixMethods)
+from .loop import (BACKEND, DatagramTransport, Handle, PhaseHook, ReadPipeTransport, Server,
+                   SocketTransport, SubprocessTransport, TimerHandle, WritePipeTransport, _Loop,
+                   _PipeMethods, _ProcessMethods, _ServerMethods, _TCPMethods, _TLSMethods,
+                   _UDPMethods, _UnixMethods)
 
-__all__ = ["BACKEND", "Handle", "Loop", "PhaseHook", "Policy", "Server", "SocketTransport",
-           "TimerHandle", "new_event_loop", "run"]
+__all__ = ["BACKEND", "DatagramTransport", "Handle", "Loop", "PhaseHook", "Policy",
+           "ReadPipeTransport", "Server", "SocketTransport", "SubprocessTransport", "TimerHandle",
+           "WritePipeTransport", "new_event_loop", "run"]
 __version__ = "0.1.0"
 
 _T = TypeVar("_T")
 
 
-class Loop(_Loop, _ServerMethods, _TCPMethods, _UnixMethods, _TLSMethods,
-           _asyncio.AbstractEventLoop):
+class Loop(_Loop, _ServerMethods, _TCPMethods, _UnixMethods, _TLSMethods, _UDPMethods,
+           _PipeMethods, _ProcessMethods, _asyncio.AbstractEventLoop):
     """An asyncio event loop on phaseloop's C phase engine.
 
     Everything asyncio.AbstractEventLoop offers, plus call_immediate,

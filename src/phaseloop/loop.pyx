@@ -51,6 +51,9 @@ include "server.pxi"
 include "tcp.pxi"
 include "unix.pxi"
 include "tls.pxi"
+include "udp.pxi"
+include "pipes.pxi"
+include "process.pxi"
 
 
 # ---- fork safety -----------------------------------------------------------
@@ -659,17 +662,22 @@ cdef class _Loop:
         """Handle._run in debug mode: time the callback, warn when slow."""
         cdef uint64_t t0 = pl_clock_ns()
         cdef double dt
+        # Locals: the callback may cancel its own handle (a reader removing
+        # itself), which drops these fields.
+        cdef object callback = h._callback
+        cdef tuple args = h._args
+        cdef object context = h._context
         self._current_handle = h
         try:
             try:
-                PyContext_Enter(h._context)
+                PyContext_Enter(context)
                 try:
-                    if h._args:
-                        h._callback(*h._args)
+                    if args:
+                        callback(*args)
                     else:
-                        h._callback()
+                        callback()
                 finally:
-                    PyContext_Exit(h._context)
+                    PyContext_Exit(context)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:

@@ -62,52 +62,44 @@ cdef object _os_error(int err):
     return OSError(err, os.strerror(err))
 
 
-cdef class _StreamTransport:
+cdef class _FdTransport:
+    """What every fd transport shares: the watcher and the loop's reference
+    while it is armed, the protocol, extra info, write flow control and the
+    one connection_lost in the close phase."""
     cdef pl_io_t io
     cdef _Loop _loop
     cdef object _sock               # socket.socket or pipe file: owns the fd
     cdef int _fd
-    cdef int _kind
     cdef object _protocol
-    cdef object _data_received      # protocol.data_received, or None if buffered
-    cdef bint _buffered
     cdef object _context            # protocol callbacks run in it
     cdef dict _extra
     cdef object _public             # what protocols see (a pipe's wrapper), or None for self
     cdef object _server
     cdef bint _closing
-    cdef bint _eof                  # write_eof() called
     cdef bint _reading              # read interest wanted
-    cdef bint _paused               # pause_reading() in effect
-    cdef bint _watch_hangup         # write pipe: watch for the reader going away
     cdef bint _protocol_paused
     cdef bint _lost_scheduled
     cdef bint _registered           # the loop holds a reference while armed
     cdef int _conn_lost
-    cdef list _wbuf                 # queued bytes objects...
-    cdef Py_ssize_t _whead          # ...from this index...
-    cdef Py_ssize_t _woff           # ...and this offset in the first one
-    cdef Py_ssize_t _wsize          # bytes queued
+    cdef Py_ssize_t _wsize          # bytes queued for writing
     cdef Py_ssize_t _high
     cdef Py_ssize_t _low
-    cdef object _empty_waiter
     cdef object __weakref__
 
     def __init__(self, *args, **kwargs):
         raise TypeError("phaseloop transports are created by the loop")
 
-    cdef _setup(self, _Loop loop, sock, int fd, int kind, protocol, dict extra, server):
+    cdef _setup_fd(self, _Loop loop, sock, int fd, pl_io_fn on_event, protocol, dict extra,
+                   server):
         self._loop = loop
         self._sock = sock
         self._fd = fd
-        self._kind = kind
         self._extra = extra
         self._server = server
         self._context = PyContext_CopyCurrent()
-        self._wbuf = []
         self._high = 65536
         self._low = 16384
-        pl_io_init(&self.io, fd, _on_stream_event, <void *>self)
+        pl_io_init(&self.io, fd, on_event, <void *>self)
         self._set_protocol(protocol)
         loop._transports[fd] = self
         if server is not None:
@@ -115,24 +107,6 @@ cdef class _StreamTransport:
 
     cdef inline object _pub(self):
         return self if self._public is None else self._public
-
-    cdef _schedule_start(self, waiter):
-        """As asyncio: connection_made, then reading, then the waiter, each
-        its own callback so an exception in one does not skip the others."""
-        cdef _Loop loop = self._loop
-        loop._call_soon(self._protocol.connection_made, (self._pub(),), self._context)
-        if self._kind != _WRITE_PIPE or self._watch_hangup:
-            loop._call_soon(self._start_reading, (), self._context)
-        if waiter is not None:
-            loop._call_soon(_set_result_unless_cancelled, (waiter, None), None)
-
-    def _start_reading(self):
-        if self._closing or self._loop is None:
-            return
-        if self._kind != _WRITE_PIPE and self._paused:
-            return
-        self._reading = True
-        self._update_events()
 
     # ---- the watcher --------------------------------------------------------------
 
@@ -169,12 +143,10 @@ cdef class _StreamTransport:
             self._registered = False
             Py_DECREF(self)
 
-    # ---- protocol -----------------------------------------------------------------
+    # ---- protocol and extra info --------------------------------------------------
 
     cdef _set_protocol(self, protocol):
         self._protocol = protocol
-        self._buffered = isinstance(protocol, _protocols.BufferedProtocol)
-        self._data_received = None if self._buffered else protocol.data_received
 
     def set_protocol(self, protocol):
         self._set_protocol(protocol)
@@ -187,6 +159,172 @@ cdef class _StreamTransport:
 
     def is_closing(self):
         return self._closing
+
+    # ---- write flow control -------------------------------------------------------
+
+    def get_write_buffer_size(self):
+        return self._wsize
+
+    def get_write_buffer_limits(self):
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+        self._high = high
+        self._low = low
+        self._maybe_pause_protocol()
+
+    cdef _maybe_pause_protocol(self):
+        if self._wsize <= self._high or self._protocol_paused:
+            return
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                'message': 'protocol.pause_writing() failed',
+                'exception': exc,
+                'transport': self._pub(),
+                'protocol': self._protocol,
+            })
+
+    cdef _maybe_resume_protocol(self):
+        if not self._protocol_paused or self._wsize > self._low:
+            return
+        self._protocol_paused = False
+        try:
+            self._protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                'message': 'protocol.resume_writing() failed',
+                'exception': exc,
+                'transport': self._pub(),
+                'protocol': self._protocol,
+            })
+
+    # ---- closing ------------------------------------------------------------------
+
+    cdef bint _quiet_error(self, exc):
+        """An error worth only a debug log (the peer went away), not a report."""
+        return isinstance(exc, OSError)
+
+    cdef _fatal_error(self, exc, str message):
+        if self._quiet_error(exc):
+            if self._loop._debug:
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self._pub(),
+                'protocol': self._protocol,
+            })
+        self._force_close(exc)
+
+    cdef _drop_buffer(self):
+        self._wsize = 0
+
+    cpdef _force_close(self, exc):
+        if self._conn_lost or self._lost_scheduled:
+            return
+        if self._wsize:
+            self._drop_buffer()
+        self._closing = True
+        self._reading = False
+        self._update_events()
+        self._conn_lost += 1
+        self._schedule_connection_lost(exc)
+
+    def abort(self):
+        self._force_close(None)
+
+    cdef _schedule_connection_lost(self, exc):
+        """connection_lost(exc) in this iteration's close phase, once."""
+        if self._lost_scheduled:
+            return
+        self._lost_scheduled = True
+        cdef _Loop loop = self._loop
+        cdef Handle h = loop._new_handle(self._call_connection_lost, (exc,), self._context)
+        _own(h)
+        pl_closing_push(loop.loop, &h.node)
+
+    def _call_connection_lost(self, exc):
+        loop = self._loop
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._reading = False
+            self._drop_buffer()
+            self._update_events()
+            sock = self._sock
+            if sock is not None:
+                self._sock = None
+                if loop._transports.get(self._fd) is self:
+                    del loop._transports[self._fd]
+                sock.close()
+            self._set_protocol(None)
+            self._loop = None
+            server = self._server
+            if server is not None:
+                self._server = None
+                server._detach(self._pub())
+
+    def __del__(self):
+        if self._sock is not None:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+
+cdef class _StreamTransport(_FdTransport):
+    cdef int _kind
+    cdef object _data_received      # protocol.data_received, or None if buffered
+    cdef bint _buffered
+    cdef bint _eof                  # write_eof() called
+    cdef bint _paused               # pause_reading() in effect
+    cdef bint _watch_hangup         # write pipe: watch for the reader going away
+    cdef list _wbuf                 # queued bytes objects...
+    cdef Py_ssize_t _whead          # ...from this index...
+    cdef Py_ssize_t _woff           # ...and this offset in the first one
+    cdef object _empty_waiter
+
+    cdef _setup(self, _Loop loop, sock, int fd, int kind, protocol, dict extra, server):
+        self._kind = kind
+        self._wbuf = []
+        self._setup_fd(loop, sock, fd, _on_stream_event, protocol, extra, server)
+
+    cdef _schedule_start(self, waiter):
+        """As asyncio: connection_made, then reading, then the waiter, each
+        its own callback so an exception in one does not skip the others."""
+        cdef _Loop loop = self._loop
+        loop._call_soon(self._protocol.connection_made, (self._pub(),), self._context)
+        if self._kind != _WRITE_PIPE or self._watch_hangup:
+            loop._call_soon(self._start_reading, (), self._context)
+        if waiter is not None:
+            loop._call_soon(_set_result_unless_cancelled, (waiter, None), None)
+
+    def _start_reading(self):
+        if self._closing or self._loop is None:
+            return
+        if self._kind != _WRITE_PIPE and self._paused:
+            return
+        self._reading = True
+        self._update_events()
+
+    cdef _set_protocol(self, protocol):
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, _protocols.BufferedProtocol)
+        # A write pipe's protocol has no data_received; a reading one that
+        # lacks it fails when data comes, as on asyncio.
+        self._data_received = None if self._buffered else getattr(protocol, 'data_received', None)
 
     # ---- reading ------------------------------------------------------------------
 
@@ -217,6 +355,8 @@ cdef class _StreamTransport:
             return self._on_eof()
         data = PyBytes_FromStringAndSize(self._loop._read_buf, n)
         try:
+            if self._data_received is None:
+                self._protocol.data_received(data)
             self._data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -421,7 +561,8 @@ cdef class _StreamTransport:
             self._whead = 0
 
     cdef _drop_buffer(self):
-        self._wbuf.clear()
+        if self._wbuf:
+            self._wbuf.clear()
         self._whead = self._woff = self._wsize = 0
 
     cdef _write_error(self, exc):
@@ -449,55 +590,6 @@ cdef class _StreamTransport:
         self._eof = True
         if not self._wsize:
             self._sock.shutdown(socket.SHUT_WR)
-
-    def get_write_buffer_size(self):
-        return self._wsize
-
-    def get_write_buffer_limits(self):
-        return (self._low, self._high)
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
-        self._high = high
-        self._low = low
-        self._maybe_pause_protocol()
-
-    cdef _maybe_pause_protocol(self):
-        if self._wsize <= self._high or self._protocol_paused:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                'message': 'protocol.pause_writing() failed',
-                'exception': exc,
-                'transport': self._pub(),
-                'protocol': self._protocol,
-            })
-
-    cdef _maybe_resume_protocol(self):
-        if not self._protocol_paused or self._wsize > self._low:
-            return
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                'message': 'protocol.resume_writing() failed',
-                'exception': exc,
-                'transport': self._pub(),
-                'protocol': self._protocol,
-            })
 
     def _make_empty_waiter(self):
         """A future done once the write buffer is empty (for sendfile)."""
@@ -532,72 +624,12 @@ cdef class _StreamTransport:
             self._conn_lost += 1
             self._schedule_connection_lost(None)
 
-    def abort(self):
-        self._force_close(None)
-
-    cdef _fatal_error(self, exc, str message):
-        if isinstance(exc, OSError) and (self._kind != _READ_PIPE or exc.errno == errno.EIO):
-            if self._loop._debug:
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self._pub(),
-                'protocol': self._protocol,
-            })
-        self._force_close(exc)
+    cdef bint _quiet_error(self, exc):
+        # A read pipe reports every error but EIO (the pty went away).
+        return isinstance(exc, OSError) and (self._kind != _READ_PIPE or exc.errno == errno.EIO)
 
     cdef _close(self, exc):
         self._force_close(exc)
-
-    cpdef _force_close(self, exc):
-        if self._conn_lost or self._lost_scheduled:
-            return
-        if self._wsize:
-            self._drop_buffer()
-        self._closing = True
-        self._reading = False
-        self._update_events()
-        self._conn_lost += 1
-        self._schedule_connection_lost(exc)
-
-    cdef _schedule_connection_lost(self, exc):
-        """connection_lost(exc) in this iteration's close phase, once."""
-        if self._lost_scheduled:
-            return
-        self._lost_scheduled = True
-        cdef _Loop loop = self._loop
-        cdef Handle h = loop._new_handle(self._call_connection_lost, (exc,), self._context)
-        _own(h)
-        pl_closing_push(loop.loop, &h.node)
-
-    def _call_connection_lost(self, exc):
-        loop = self._loop
-        try:
-            self._protocol.connection_lost(exc)
-        finally:
-            self._reading = False
-            self._drop_buffer()
-            self._update_events()
-            sock = self._sock
-            if sock is not None:
-                self._sock = None
-                if loop._transports.get(self._fd) is self:
-                    del loop._transports[self._fd]
-                sock.close()
-            self._protocol = None
-            self._data_received = None
-            self._loop = None
-            server = self._server
-            if server is not None:
-                self._server = None
-                server._detach(self._pub())
-
-    def __del__(self):
-        if self._sock is not None:
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._sock.close()
 
     def __repr__(self):
         info = [type(self).__name__ if self._public is None else type(self._public).__name__]
