@@ -443,3 +443,85 @@ def test_100k_call_soon_release_their_memory(loop):
     assert callback.calls == count
     assert grown > count, grown
     assert left < grown * 0.05, (left, grown)
+
+
+# ---- transports, servers, processes ---------------------------------------------
+
+
+class Closer(asyncio.Protocol):
+    """Closes as soon as it is connected; records connection_lost."""
+
+    def __init__(self):
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        transport.write(b"bye")
+        transport.close()
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+class Sink(asyncio.Protocol):
+    def __init__(self):
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+def test_closed_connection_frees_transports_protocols_and_server(loop):
+    """After a connection ends and the server closes, nothing of it is alive."""
+    refs = []
+
+    async def main():
+        server = await loop.create_server(Closer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await loop.create_connection(Sink, "127.0.0.1", port)
+        await asyncio.wait_for(proto.lost, WAIT)
+        refs.extend([weakref.ref(transport), weakref.ref(proto), weakref.ref(server)])
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    for _ in range(3):
+        loop.run_until_complete(asyncio.sleep(0))
+    assert all(collected(ref) for ref in refs)
+
+
+def test_transport_left_open_is_freed_with_its_loop(loop_name):
+    """A transport nobody closed goes with its loop (after a ResourceWarning)."""
+    lp = make_loop(loop_name)
+    a, b = socket.socketpair()
+
+    async def main():
+        transport, _ = await lp.create_connection(asyncio.Protocol, sock=a)
+        return weakref.ref(transport)
+
+    ref = lp.run_until_complete(main())
+    with pytest.warns(ResourceWarning, match="unclosed transport"):
+        lp.close()
+        del lp
+        gc.collect()
+    assert collected(ref)   # the warning itself held it (source=) until here
+    b.close()
+    assert a.fileno() == -1
+
+
+def test_fd_count_after_subprocesses(loop):
+    """Each child's pipes (and pidfd) are closed once it is waited for."""
+    async def child():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "pass", stdout=asyncio.subprocess.PIPE)
+        await proc.communicate()
+
+    loop.run_until_complete(child())
+    start = open_fd_count()
+    for _ in range(3):
+        loop.run_until_complete(child())
+    for _ in range(3):
+        loop.run_until_complete(asyncio.sleep(0))
+    gc.collect()
+    assert open_fd_count() <= start

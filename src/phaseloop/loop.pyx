@@ -130,6 +130,7 @@ cdef class _Loop:
     cdef char *_read_buf                  # one read buffer for every stream transport
     cdef readonly object _transports      # fd -> transport (weak), as asyncio's
     cdef readonly dict _unix_server_paths # listening socket -> (path, inode) to unlink
+    cdef readonly set _child_pidfds       # pidfds of children not yet reaped
     cdef public double slow_callback_duration
 
     def __cinit__(self, *args, **kwargs):
@@ -149,6 +150,7 @@ cdef class _Loop:
         self._sock_ops = _SockOps()
         self._transports = weakref.WeakValueDictionary()
         self._unix_server_paths = {}
+        self._child_pidfds = set()
         self._sock_ops.loop = self
         self._asyncgens = weakref.WeakSet()
         self.slow_callback_duration = 0.1
@@ -535,6 +537,9 @@ cdef class _Loop:
                 if h is not None:
                     (<Handle>h)._forget()
         self._fd_watchers.clear()
+        for pidfd in self._child_pidfds:
+            os.close(pidfd)
+        self._child_pidfds.clear()
         for t in list(self._transports.values()):
             (<_StreamTransport>t)._release_watcher()
         self._release_all()

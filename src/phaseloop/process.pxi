@@ -38,6 +38,7 @@ def _reap(loop, transport, pid):
 
 def _on_pidfd_readable(loop, transport, pid, pidfd):
     loop.remove_reader(pidfd)
+    loop._child_pidfds.discard(pidfd)
     os.close(pidfd)
     _reap(loop, transport, pid)
 
@@ -71,6 +72,7 @@ class _ProcessMethods:
             except OSError:
                 pidfd = -1
             if pidfd >= 0:
+                self._child_pidfds.add(pidfd)
                 self.add_reader(pidfd, _on_pidfd_readable, self, transport, pid, pidfd)
                 return
         threading.Thread(target=_wait_in_thread, args=(self, transport, pid),
