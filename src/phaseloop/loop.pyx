@@ -6,6 +6,7 @@
 
 cimport cython
 from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.weakref cimport PyWeakref_NewRef
 from libc.stdint cimport uint64_t, int64_t
 from libc.math cimport isnan, isinf, ceil, floor
 
@@ -128,7 +129,7 @@ cdef class _Loop:
     cdef _SockOps _sock_ops
     cdef object _current_handle
     cdef char *_read_buf                  # one read buffer for every stream transport
-    cdef readonly object _transports      # fd -> transport (weak), as asyncio's
+    cdef dict _transports                 # fd -> weakref to its transport, as asyncio's
     cdef readonly dict _unix_server_paths # listening socket -> (path, inode) to unlink
     cdef readonly set _child_pidfds       # pidfds of children not yet reaped
     cdef public double slow_callback_duration
@@ -148,7 +149,7 @@ cdef class _Loop:
         self._fd_watchers = {}
         self._signal_handlers = {}
         self._sock_ops = _SockOps()
-        self._transports = weakref.WeakValueDictionary()
+        self._transports = {}
         self._unix_server_paths = {}
         self._child_pidfds = set()
         self._sock_ops.loop = self
@@ -540,8 +541,11 @@ cdef class _Loop:
         for pidfd in self._child_pidfds:
             os.close(pidfd)
         self._child_pidfds.clear()
-        for t in list(self._transports.values()):
-            (<_StreamTransport>t)._release_watcher()
+        for ref in list(self._transports.values()):
+            t = ref()
+            if t is not None:
+                (<_FdTransport>t)._release_watcher()
+        self._transports.clear()
         self._release_all()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -704,8 +708,22 @@ cdef class _Loop:
             pl_io_init(&w.io, fd, _on_fd_event, <void *>w)
         return w
 
+    cdef _track_transport(self, int fd, transport):
+        self._transports[fd] = PyWeakref_NewRef(transport, None)
+
+    cdef _untrack_transport(self, int fd, transport):
+        ref = self._transports.get(fd)
+        if ref is not None and ref() in (transport, None):
+            del self._transports[fd]
+
+    cdef object _transport_on(self, fd):
+        ref = self._transports.get(fd)
+        return None if ref is None else ref()
+
     cdef _ensure_fd_no_transport(self, fd):
-        transport = self._transports.get(fd)
+        if not self._transports:
+            return
+        transport = self._transport_on(fd)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f'File descriptor {fd!r} is used by transport {transport!r}')
 

@@ -310,13 +310,13 @@ class _TCPMethods:
         transport.pause_reading()
         await transport._make_empty_waiter()
         # The fd is the transport's; let sock_sendfile watch it meanwhile.
-        del loop._transports[fd]
+        loop._untrack_transport(fd, transport)
         try:
             return await self.sock_sendfile(transport._sock, file, offset, count, fallback=False)
         finally:
             transport._reset_empty_waiter()
             if transport._sock is not None:
-                loop._transports[fd] = transport
+                loop._track_transport(fd, transport)
                 if resume_reading:
                     transport.resume_reading()
 

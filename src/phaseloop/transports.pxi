@@ -101,7 +101,7 @@ cdef class _FdTransport:
         self._low = 16384
         pl_io_init(&self.io, fd, on_event, <void *>self)
         self._set_protocol(protocol)
-        loop._transports[fd] = self
+        loop._track_transport(fd, self)
         if server is not None:
             server._attach(self._pub())
 
@@ -268,8 +268,7 @@ cdef class _FdTransport:
             sock = self._sock
             if sock is not None:
                 self._sock = None
-                if loop._transports.get(self._fd) is self:
-                    del loop._transports[self._fd]
+                (<_Loop>loop)._untrack_transport(self._fd, self)
                 sock.close()
             self._set_protocol(None)
             self._loop = None
@@ -298,7 +297,6 @@ cdef class _StreamTransport(_FdTransport):
 
     cdef _setup(self, _Loop loop, sock, int fd, int kind, protocol, dict extra, server):
         self._kind = kind
-        self._wbuf = []
         self._setup_fd(loop, sock, fd, _on_stream_event, protocol, extra, server)
 
     cdef _schedule_start(self, waiter):
@@ -481,6 +479,8 @@ cdef class _StreamTransport(_FdTransport):
                     n = 0
                 if n == view.len:
                     return
+            if self._wbuf is None:
+                self._wbuf = []
             if type(data) is bytes:
                 if self._wsize == 0:
                     self._woff = n
@@ -663,24 +663,45 @@ cdef void _on_stream_event(pl_loop_t *l, pl_io_t *io, unsigned revents) noexcept
         loop._stop_with(exc)
 
 
+cdef object _MISSING = object()
+
+
 cdef class SocketTransport(_StreamTransport):
-    """A TCP or Unix stream socket's transport (asyncio.Transport's API)."""
+    """A TCP or Unix stream socket's transport (asyncio.Transport's API).
+
+    'socket', 'sockname' and 'peername' are looked up on first use (an
+    accepted connection's peername comes from accept), which keeps an idle
+    connection small."""
+
+    def get_extra_info(self, name, default=None):
+        value = self._extra.get(name, _MISSING)
+        if value is not _MISSING:
+            return value
+        sock = self._sock
+        if sock is None:
+            return default
+        if name == 'socket':
+            value = _trsock.TransportSocket(sock)
+        elif name == 'sockname':
+            try:
+                value = sock.getsockname()
+            except OSError:
+                value = None
+        elif name == 'peername':
+            try:
+                value = sock.getpeername()
+            except OSError:
+                value = None
+        else:
+            return default
+        self._extra[name] = value
+        return value
 
 
 cdef SocketTransport _new_socket_transport(_Loop loop, sock, protocol, waiter, dict extra, server):
     cdef SocketTransport t = SocketTransport.__new__(SocketTransport)
     if extra is None:
         extra = {}
-    extra['socket'] = _trsock.TransportSocket(sock)
-    try:
-        extra['sockname'] = sock.getsockname()
-    except OSError:
-        extra['sockname'] = None
-    if 'peername' not in extra:
-        try:
-            extra['peername'] = sock.getpeername()
-        except OSError:
-            extra['peername'] = None
     if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM \
             and sock.proto == socket.IPPROTO_TCP:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,40 @@
+"""``python -m benchmarks``: every comparison table in one command.
+
+Runs, in order, the micro-benchmarks (``benchmarks.micro``), the TCP echo
+servers (``benchmarks.echo``: protocol, streams and sock_* styles against a C
+epoll floor, plus memory per idle connection) and the HTTP/1.1 hello-world on
+httptools driven by wrk (``benchmarks.http``), each printing its table with
+ratios to uvloop measured in the same run. ``--quick`` makes every part a
+short smoke run; the HTTP part is skipped with a note when wrk is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from typing import Sequence
+
+from . import echo, http, micro
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke runs of every part")
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    args = parser.parse_args(argv)
+    common = (["--quick"] if args.quick else []) + (["--markdown"] if args.markdown else [])
+    status = 0
+    print("## Loop micro-benchmarks\n", flush=True)
+    status |= micro.main(common)
+    print("\n## TCP echo servers\n", flush=True)
+    status |= echo.main(common)
+    print("\n## HTTP/1.1 hello world\n", flush=True)
+    if shutil.which("wrk") is None:
+        print("skipped: wrk is not installed (apt-get install wrk)")
+    else:
+        status |= http.main(common)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
