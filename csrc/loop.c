@@ -25,7 +25,12 @@ void pl_loop_update_time(pl_loop_t *loop) { loop->now = pl_clock_ns(); }
 void pl_loop_stop(pl_loop_t *loop) { loop->stop_flag = 1; }
 void pl_loop_break(pl_loop_t *loop) { loop->break_flag = 1; }
 void pl_loop_set_wait_cap(pl_loop_t *loop, int64_t ns) { loop->wait_cap_ns = ns; }
-void pl_loop_stats(const pl_loop_t *loop, pl_stats_t *out) { *out = loop->stats; }
+void pl_loop_stats(const pl_loop_t *loop, pl_stats_t *out)
+{
+    *out = loop->stats;
+    if (loop->run_start)                 /* read from inside a run: count it so far */
+        out->run_ns += pl_clock_ns() - loop->run_start;
+}
 
 void pl_callback_init(pl_callback_t *cb, pl_callback_fn fn, void *data)
 {
@@ -384,6 +389,15 @@ static int run_timers(pl_loop_t *loop)
     return 0;
 }
 
+/* Charge the time since *mark to a phase; two clock reads a phase are the
+ * whole cost of loop.metrics()'s timings. */
+static inline void phase_done(pl_loop_t *loop, int phase, uint64_t *mark)
+{
+    uint64_t now = pl_clock_ns();
+    loop->stats.phase_ns[phase] += now - *mark;
+    *mark = now;
+}
+
 int pl_loop_run(pl_loop_t *loop, pl_run_mode mode)
 {
     int r = 0;
@@ -391,32 +405,52 @@ int pl_loop_run(pl_loop_t *loop, pl_run_mode mode)
         return -ECHILD;
     loop->break_flag = 0;
     pl_loop_update_time(loop);
+    uint64_t start = loop->now, mark = start;
+    loop->run_start = start;
     /* As Node starts: microtasks queued before the run, then due timers. */
     if (mode == PL_RUN_DEFAULT && ((r = drain_ready(loop)) != 0 || (r = run_timers(loop)) != 0))
         goto out;
     for (;;) {
-        if ((r = drain_ready(loop)) != 0)
+        r = drain_ready(loop);
+        phase_done(loop, PL_PHASE_READY, &mark);
+        if (r != 0)
             break;
-        if ((r = run_queue(loop, &loop->pending, PL_PHASE_PENDING)) != 0)
+        r = run_queue(loop, &loop->pending, PL_PHASE_PENDING);
+        phase_done(loop, PL_PHASE_PENDING, &mark);
+        if (r != 0)
             break;
-        if ((r = run_hooks(loop, &loop->idle_hooks, PL_PHASE_IDLE)) != 0)
+        r = run_hooks(loop, &loop->idle_hooks, PL_PHASE_IDLE);
+        phase_done(loop, PL_PHASE_IDLE, &mark);
+        if (r != 0)
             break;
-        if ((r = run_hooks(loop, &loop->prepare_hooks, PL_PHASE_PREPARE)) != 0)
+        r = run_hooks(loop, &loop->prepare_hooks, PL_PHASE_PREPARE);
+        phase_done(loop, PL_PHASE_PREPARE, &mark);
+        if (r != 0)
             break;
-        if ((r = run_poll(loop, poll_timeout_ms(loop, mode))) != 0)
+        r = run_poll(loop, poll_timeout_ms(loop, mode));
+        phase_done(loop, PL_PHASE_POLL, &mark);
+        if (r != 0)
             break;
-        if ((r = run_check(loop)) != 0)
+        r = run_check(loop);
+        phase_done(loop, PL_PHASE_CHECK, &mark);
+        if (r != 0)
             break;
-        if ((r = run_queue(loop, &loop->closing, PL_PHASE_CLOSE)) != 0)
+        r = run_queue(loop, &loop->closing, PL_PHASE_CLOSE);
+        phase_done(loop, PL_PHASE_CLOSE, &mark);
+        if (r != 0)
             break;
         pl_loop_update_time(loop);
-        if ((r = run_timers(loop)) != 0)
+        r = run_timers(loop);
+        phase_done(loop, PL_PHASE_TIMERS, &mark);
+        if (r != 0)
             break;
         loop->stats.iterations++;
         if (mode != PL_RUN_DEFAULT || loop->stop_flag)
             break;
     }
 out:
+    loop->stats.run_ns += pl_clock_ns() - start;
+    loop->run_start = 0;
     if (r < 0)
         return r;
     if (loop->break_flag) {

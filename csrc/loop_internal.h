@@ -56,6 +56,7 @@ struct pl_loop {
 
     pl_runtime_t rt;
     pl_stats_t stats;
+    uint64_t run_start;          /* clock at the start of the current run; 0 when not running */
 };
 
 /* timer.c */

@@ -157,7 +157,9 @@ enum {
 typedef struct pl_stats {
     uint64_t iterations;
     uint64_t callbacks[PL_NPHASES];  /* callbacks run, by phase */
+    uint64_t phase_ns[PL_NPHASES];   /* time spent in each phase (poll includes idle) */
     uint64_t idle_ns;                /* time spent blocked in the wait */
+    uint64_t run_ns;                 /* time spent inside pl_loop_run */
     uint64_t ready_max;              /* deepest ready-queue snapshot drained */
 } pl_stats_t;
 

@@ -20,10 +20,14 @@ from .loop import (BACKEND, DatagramTransport, Handle, PhaseHook, ReadPipeTransp
                    SocketTransport, SubprocessTransport, TimerHandle, WritePipeTransport, _Loop,
                    _PipeMethods, _ProcessMethods, _ServerMethods, _TCPMethods, _TLSMethods,
                    _UDPMethods, _UnixMethods)
+from . import errors as _errors
+from .metrics import (EventLoopDelayMonitor, EventLoopUtilization, event_loop_utilization,
+                      monitor_event_loop_delay)
 
-__all__ = ["BACKEND", "DatagramTransport", "Handle", "Loop", "PhaseHook", "Policy",
-           "ReadPipeTransport", "Server", "SocketTransport", "SubprocessTransport", "TimerHandle",
-           "WritePipeTransport", "new_event_loop", "run"]
+__all__ = ["BACKEND", "DatagramTransport", "EventLoopDelayMonitor", "EventLoopUtilization",
+           "Handle", "Loop", "PhaseHook", "Policy", "ReadPipeTransport", "Server",
+           "SocketTransport", "SubprocessTransport", "TimerHandle", "WritePipeTransport",
+           "event_loop_utilization", "monitor_event_loop_delay", "new_event_loop", "run"]
 __version__ = "0.1.0"
 
 _T = TypeVar("_T")
@@ -41,7 +45,7 @@ class Loop(_Loop, _ServerMethods, _TCPMethods, _UnixMethods, _TLSMethods, _UDPMe
 def new_event_loop() -> Loop:
     """Return a new phaseloop.Loop: the zero-argument loop factory for
     asyncio.Runner, asyncio.run(loop_factory=...) and uvicorn's --loop."""
-    return Loop()
+    return _errors._attach_new_loop(Loop())
 
 
 def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:

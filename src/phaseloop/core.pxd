@@ -69,7 +69,9 @@ cdef extern from "phaseloop.h":
     ctypedef struct pl_stats_t:
         uint64_t iterations
         uint64_t callbacks[8]
+        uint64_t phase_ns[8]
         uint64_t idle_ns
+        uint64_t run_ns
         uint64_t ready_max
 
     uint64_t pl_clock_ns()

@@ -708,6 +708,13 @@ cdef class _Loop:
             pl_io_init(&w.io, fd, _on_fd_event, <void *>w)
         return w
 
+    def _close_transports(self):
+        """Close every transport of this loop (phaseloop.errors' strict shutdown)."""
+        for ref in list(self._transports.values()):
+            t = ref()
+            if t is not None and not t.is_closing():
+                t.close()
+
     cdef _track_transport(self, int fd, transport):
         self._transports[fd] = PyWeakref_NewRef(transport, None)
 
@@ -1107,28 +1114,54 @@ cdef class _Loop:
 
     # ---- observability -------------------------------------------------------------------
 
-    def stats(self):
-        """The core's counters: iterations, callbacks run per phase, time idle
-        in the wait (seconds) and the deepest ready-queue drain."""
+    def metrics(self):
+        """What the loop has done since it was made (always counted):
+
+        - ``iterations``: loop iterations completed;
+        - ``callbacks``: callbacks run, by phase (``ready`` counts call_soon
+          callbacks, Task steps and future callbacks);
+        - ``phase_time``: seconds spent in each phase (``poll`` includes the
+          time blocked waiting for I/O);
+        - ``idle_time``: seconds blocked in the poll wait;
+        - ``run_time``: seconds spent inside run_forever/run_until_complete/run_once;
+        - ``ready_max``: the most ready callbacks drained at once;
+        - ``timers``: timers armed now.
+
+        >>> m = loop.metrics()
+        >>> m["callbacks"]["timers"], m["idle_time"]
+        """
         cdef pl_stats_t s
+        cdef int i
         self._check_closed()
         pl_loop_stats(self.loop, &s)
+        names = _PHASE_NAMES
         return {
             'iterations': s.iterations,
-            'callbacks': {
-                'pending': s.callbacks[PL_PHASE_PENDING],
-                'idle': s.callbacks[PL_PHASE_IDLE],
-                'prepare': s.callbacks[PL_PHASE_PREPARE],
-                'poll': s.callbacks[PL_PHASE_POLL],
-                'check': s.callbacks[PL_PHASE_CHECK],
-                'close': s.callbacks[PL_PHASE_CLOSE],
-                'timers': s.callbacks[PL_PHASE_TIMERS],
-                'ready': s.callbacks[PL_PHASE_READY],
-            },
+            'callbacks': {names[i]: s.callbacks[i] for i in range(PL_NPHASES)},
+            'phase_time': {names[i]: s.phase_ns[i] * 1e-9 for i in range(PL_NPHASES)},
             'idle_time': s.idle_ns * 1e-9,
+            'run_time': s.run_ns * 1e-9,
             'ready_max': s.ready_max,
             'timers': pl_timer_count(self.loop),
         }
+
+    cdef tuple _idle_active(self):
+        """(idle, active) seconds so far, for event_loop_utilization()."""
+        cdef pl_stats_t s
+        pl_loop_stats(self.loop, &s)
+        return (s.idle_ns * 1e-9, (s.run_ns - s.idle_ns) * 1e-9 if s.run_ns > s.idle_ns else 0.0)
+
+
+cdef tuple _PHASE_NAMES = tuple(
+    {PL_PHASE_PENDING: 'pending', PL_PHASE_IDLE: 'idle', PL_PHASE_PREPARE: 'prepare',
+     PL_PHASE_POLL: 'poll', PL_PHASE_CHECK: 'check', PL_PHASE_CLOSE: 'close',
+     PL_PHASE_TIMERS: 'timers', PL_PHASE_READY: 'ready'}[i] for i in range(PL_NPHASES))
+
+
+def _loop_idle_active(_Loop loop):
+    """(idle, active) seconds of a phaseloop loop, including a run in progress."""
+    loop._check_closed()
+    return loop._idle_active()
 
 
 def _set_result_unless_done(fut, result):

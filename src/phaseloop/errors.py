@@ -1,0 +1,332 @@
+"""Process-wide error hooks: Node's ``uncaughtException`` and ``unhandledRejection``.
+
+Register handlers, then install a mode::
+
+    from phaseloop import errors
+
+    @errors.on_uncaught_exception
+    def crashed(exc, context):
+        log.critical("uncaught %r", exc)
+
+    @errors.on_unhandled_rejection
+    def rejected(exc, context):
+        log.error("task %r failed and nobody awaited it", context["task"])
+
+    errors.install("strict")     # or "log" (asyncio's behaviour)
+    phaseloop.run(main())
+
+A handler is called as ``fn(exception, context)``; ``context`` is a dict like
+asyncio's exception-handler context (``message``, ``exception``, and for a
+rejection the ``task`` or ``future``). Each ``on_*`` function returns a
+remover: call it to unregister (so, used as a decorator, the name holds the
+remover).
+
+*Uncaught exception*: an exception that escapes a loop callback (call_soon,
+timers, I/O and protocol callbacks, immediates, signal handlers), a thread
+(``threading.excepthook``) or the main program (``sys.excepthook``).
+
+*Unhandled rejection*: a Task (or a future made by ``loop.create_future()``
+on a phaseloop loop) that failed with nobody retrieving the exception —
+reported at the end of the loop iteration in which it failed (on phaseloop,
+in that iteration's check phase; on other loops, after the callbacks already
+queued), not only when it is garbage collected as asyncio does. If the
+exception is retrieved later, the ``on_rejection_handled`` handlers run
+(Node's ``rejectionHandled``).
+
+Modes:
+
+- ``"log"``: handlers run, then the loop's default exception handler logs the
+  error and the program goes on (asyncio's behaviour).
+- ``"strict"`` (Node >= 15): handlers run, then the loop stops by raising
+  ``SystemExit(1)`` out of it, so ``asyncio.run``/``phaseloop.run`` do their
+  normal shutdown (tasks cancelled, async generators and the executor shut
+  down, and on phaseloop every transport closed) and the process exits with
+  status 1.
+
+A handler that raises is reported on stderr and never re-enters the hooks.
+Loops are hooked when made after ``install()`` (through ``phaseloop``'s
+factories or the current event loop policy) or with ``errors.attach(loop)``.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import traceback
+import weakref
+from typing import Any, Callable
+
+__all__ = ["attach", "install", "mode", "on_rejection_handled", "on_uncaught_exception",
+           "on_unhandled_rejection", "uninstall"]
+
+Handler = Callable[[BaseException, dict], Any]
+
+_uncaught: list[Handler] = []
+_rejection: list[Handler] = []
+_handled: list[Handler] = []
+_mode: str | None = None
+_previous_sys_hook = None
+_previous_thread_hook = None
+_policy_patched: Any = None
+_in_handler = threading.local()
+
+
+def _register(handlers: list[Handler], fn: Handler) -> Callable[[], None]:
+    if not callable(fn):
+        raise TypeError(f"handler must be callable, got {type(fn).__name__}")
+    handlers.append(fn)
+
+    def remove() -> None:
+        try:
+            handlers.remove(fn)
+        except ValueError:
+            pass
+    remove.handler = fn  # type: ignore[attr-defined]
+    return remove
+
+
+def on_uncaught_exception(fn: Handler) -> Callable[[], None]:
+    """Call fn(exc, context) for every uncaught exception; returns a remover."""
+    return _register(_uncaught, fn)
+
+
+def on_unhandled_rejection(fn: Handler) -> Callable[[], None]:
+    """Call fn(exc, context) for every failed task nobody retrieved; returns a remover."""
+    return _register(_rejection, fn)
+
+
+def on_rejection_handled(fn: Handler) -> Callable[[], None]:
+    """Call fn(exc, context) when a reported rejection is retrieved later."""
+    return _register(_handled, fn)
+
+
+def mode() -> str | None:
+    """The installed mode ("log" or "strict"), or None."""
+    return _mode
+
+
+def _call_handlers(handlers: list[Handler], exc: BaseException, context: dict) -> None:
+    if getattr(_in_handler, "active", False):
+        return                       # a handler failed inside a handler: never loop
+    _in_handler.active = True
+    try:
+        for fn in list(handlers):
+            try:
+                fn(exc, context)
+            except BaseException as handler_exc:   # noqa: B036 - reported, never re-raised
+                if isinstance(handler_exc, KeyboardInterrupt):
+                    raise
+                print(f"phaseloop.errors: handler {fn!r} raised:", file=sys.stderr)
+                traceback.print_exception(handler_exc, file=sys.stderr)
+    finally:
+        _in_handler.active = False
+
+
+def _strict_exit(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close what the loop serves, then stop it with SystemExit(1)."""
+    if loop is not None:
+        closer = getattr(loop, "_close_transports", None)
+        if closer is not None:
+            closer()
+    raise SystemExit(1)
+
+
+# ---- loops ------------------------------------------------------------------------
+
+
+class _LoopHooks:
+    """What attach() adds to one loop: exception handler, task factory and
+    the end-of-iteration sweep for failed tasks."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop_ref = weakref.ref(loop)    # the loop holds us; we must not hold it
+        self.failed: list[asyncio.Future] = []          # failed this iteration
+        self.reported: weakref.WeakSet = weakref.WeakSet()  # reported, not yet retrieved
+        # ids of reported futures, to silence asyncio's own report when one is
+        # collected unretrieved (its weakref may be gone by then)
+        self.reported_ids: set[int] = set()
+        self.sweep_scheduled = False
+        self.check_hook = None
+        self.poll_timer = None
+        self.previous_factory = loop.get_task_factory()
+        loop.set_task_factory(self.task_factory)
+        loop.set_exception_handler(self.exception_handler)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop_ref()
+
+    # tasks: record failures as they happen
+    def task_factory(self, loop, coro, **kwargs):
+        if self.previous_factory is not None:
+            task = self.previous_factory(loop, coro, **kwargs)
+        else:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
+        task.add_done_callback(self.on_done)
+        return task
+
+    def on_done(self, fut: asyncio.Future) -> None:
+        if fut.cancelled() or not getattr(fut, "_log_traceback", False):
+            return
+        self.failed.append(fut)
+        if not self.sweep_scheduled:
+            self.sweep_scheduled = True
+            immediate = getattr(self.loop, "call_immediate", None)
+            (immediate or self.loop.call_soon)(self.sweep)
+
+    def sweep(self) -> None:
+        """End of the iteration: failures still unretrieved are rejections."""
+        self.sweep_scheduled = False
+        failed, self.failed = self.failed, []
+        for fut in failed:
+            if getattr(fut, "_log_traceback", False):
+                self.reported.add(fut)
+                self.reported_ids.add(id(fut))
+                _report_rejection(self.loop, fut)
+        if self.reported:
+            self.watch_reported()
+
+    # later retrieval of a reported rejection: rejectionHandled
+    def watch_reported(self) -> None:
+        add_check = getattr(self.loop, "add_check", None)
+        if add_check is not None:
+            if self.check_hook is None:
+                self.check_hook = add_check(self.check_reported)
+        elif self.poll_timer is None:
+            self.poll_timer = self.loop.call_later(0.1, self.check_reported)
+
+    def check_reported(self) -> None:
+        self.poll_timer = None
+        for fut in list(self.reported):
+            if not getattr(fut, "_log_traceback", True):
+                self.reported.discard(fut)
+                self.reported_ids.discard(id(fut))
+                exc = fut._exception
+                _call_handlers(_handled, exc, _future_context(fut, exc, "rejection handled"))
+        if self.reported:
+            if self.check_hook is None:
+                self.poll_timer = self.loop.call_later(0.1, self.check_reported)
+        elif self.check_hook is not None:
+            self.check_hook.cancel()
+            self.check_hook = None
+
+    def exception_handler(self, loop, context: dict) -> None:
+        exc = context.get("exception")
+        fut = context.get("future") or context.get("task")
+        if fut is not None:
+            # asyncio's "exception was never retrieved", at garbage collection.
+            if id(fut) in self.reported_ids:
+                self.reported_ids.discard(id(fut))
+                return
+            if exc is not None and _rejection:
+                _call_handlers(_rejection, exc, context)
+                if _mode == "strict":
+                    _strict_exit(loop)
+        elif exc is not None and not isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            _call_handlers(_uncaught, exc, context)
+            if _mode == "strict":
+                loop.default_exception_handler(context)
+                _strict_exit(loop)
+        loop.default_exception_handler(context)
+
+
+def _future_context(fut: asyncio.Future, exc: BaseException, message: str) -> dict:
+    key = "task" if isinstance(fut, asyncio.Task) else "future"
+    return {"message": message, "exception": exc, key: fut}
+
+
+def _report_rejection(loop: asyncio.AbstractEventLoop, fut: asyncio.Future) -> None:
+    exc = fut._exception           # not exception(): that would count as retrieving it
+    context = _future_context(fut, exc, "Unhandled rejection: task exception was not retrieved")
+    _call_handlers(_rejection, exc, context)
+    if _mode == "strict":
+        loop.default_exception_handler(context)
+        _strict_exit(loop)
+    elif not _rejection:
+        loop.default_exception_handler(context)
+
+
+_hooks_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopHooks]" = \
+    weakref.WeakKeyDictionary()
+
+
+def attach(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    """Hook a loop into the handlers (done for you for loops made after install())."""
+    if loop not in _hooks_by_loop:
+        _hooks_by_loop[loop] = _LoopHooks(loop)
+    return loop
+
+
+def _attach_new_loop(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    """Called by phaseloop.new_event_loop and the patched policy."""
+    return attach(loop) if _mode is not None else loop
+
+
+# ---- threads and the main program ----------------------------------------------------
+
+
+def _sys_hook(exc_type, exc, tb) -> None:
+    if not issubclass(exc_type, (SystemExit, KeyboardInterrupt)):
+        _call_handlers(_uncaught, exc, {"message": "Uncaught exception in the main program",
+                                        "exception": exc})
+    (_previous_sys_hook or sys.__excepthook__)(exc_type, exc, tb)
+
+
+def _thread_hook(args) -> None:
+    if args.exc_type is not SystemExit:
+        _call_handlers(_uncaught, args.exc_value, {
+            "message": f"Uncaught exception in thread {args.thread.name if args.thread else '?'}",
+            "exception": args.exc_value, "thread": args.thread})
+    (_previous_thread_hook or threading.__excepthook__)(args)
+    if _mode == "strict" and args.exc_type is not SystemExit:
+        _stop_main_loops()
+
+
+def _stop_main_loops() -> None:
+    """strict mode, an exception in a thread: stop the hooked loops with SystemExit(1)."""
+    for loop in list(_hooks_by_loop):
+        if loop.is_running():
+            loop.call_soon_threadsafe(_strict_exit, loop)
+
+def install(mode: str = "log") -> None:
+    """Route uncaught exceptions and unhandled rejections to the handlers.
+
+    ``mode`` is "log" (report and go on) or "strict" (report, shut down, exit 1).
+    Installs sys.excepthook and threading.excepthook (chaining the previous
+    ones) and hooks the running loop, if any, and every loop made from now on.
+    """
+    global _mode, _previous_sys_hook, _previous_thread_hook, _policy_patched
+    if mode not in ("log", "strict"):
+        raise ValueError(f"mode must be 'log' or 'strict', not {mode!r}")
+    _mode = mode
+    if sys.excepthook is not _sys_hook:
+        _previous_sys_hook = sys.excepthook
+        sys.excepthook = _sys_hook
+    if threading.excepthook is not _thread_hook:
+        _previous_thread_hook = threading.excepthook
+        threading.excepthook = _thread_hook
+    policy = asyncio.get_event_loop_policy()
+    if _policy_patched is not policy:
+        factory = policy.new_event_loop
+        policy.new_event_loop = lambda: _attach_new_loop(factory())   # type: ignore[method-assign]
+        _policy_patched = policy
+    try:
+        attach(asyncio.get_running_loop())
+    except RuntimeError:
+        pass
+
+
+def uninstall() -> None:
+    """Undo install(): restore the previous hooks (loops already hooked stay hooked)."""
+    global _mode, _policy_patched
+    _mode = None
+    if sys.excepthook is _sys_hook:
+        sys.excepthook = _previous_sys_hook or sys.__excepthook__
+    if threading.excepthook is _thread_hook:
+        threading.excepthook = _previous_thread_hook or threading.__excepthook__
+    if _policy_patched is not None:
+        try:
+            del _policy_patched.new_event_loop
+        except AttributeError:
+            pass
+        _policy_patched = None

@@ -1,0 +1,271 @@
+"""phaseloop.errors: process-wide uncaughtException / unhandledRejection hooks.
+
+Each scenario runs in a real child process (the hooks are process-wide and
+strict mode exits), on phaseloop and on asyncio's loop; the test checks the
+child's exit status, its stderr, and the lines it printed (handler calls,
+shutdown steps).
+"""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+RUNNERS = {
+    "phaseloop": "phaseloop.run(main())",
+    "asyncio": "asyncio.run(main())",
+}
+
+
+@pytest.fixture(params=sorted(RUNNERS))
+def runner(request):
+    return RUNNERS[request.param]
+
+
+def run_child(body, runner, timeout=20):
+    code = textwrap.dedent("""\
+        import asyncio, sys, threading, time
+        import phaseloop
+        from phaseloop import errors
+
+        def out(*args):
+            print(*args, flush=True)
+
+        @errors.on_uncaught_exception
+        def uncaught(exc, context):
+            out("uncaught", type(exc).__name__, exc)
+
+        @errors.on_unhandled_rejection
+        def rejected(exc, context):
+            out("rejected", type(exc).__name__, exc, type(context.get("task")).__name__)
+
+        @errors.on_rejection_handled
+        def handled(exc, context):
+            out("handled", type(exc).__name__, exc)
+        """) + textwrap.dedent(body) + "\n" + runner + "\nout('exited normally')\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout)
+    return done.returncode, done.stdout.splitlines(), done.stderr
+
+
+def test_log_mode_reports_a_callback_error_and_goes_on(runner):
+    status, lines, err = run_child("""
+        errors.install("log")
+        async def main():
+            loop = asyncio.get_running_loop()
+            loop.call_soon(lambda: 1 / 0)
+            await asyncio.sleep(0.05)
+            out("still running")
+        """, runner)
+    assert status == 0, err
+    assert lines == ["uncaught ZeroDivisionError division by zero", "still running",
+                     "exited normally"]
+    assert "ZeroDivisionError" in err          # asyncio's log line
+
+
+def test_strict_mode_runs_the_handlers_shuts_down_and_exits_1(runner):
+    status, lines, err = run_child("""
+        errors.install("strict")
+
+        async def ticker():
+            try:
+                while True:
+                    yield 1
+                    await asyncio.sleep(0.01)
+            finally:
+                out("async generator closed")
+
+        async def worker():
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                out("worker cancelled")
+                raise
+
+        class Conn(asyncio.Protocol):
+            def connection_lost(self, exc):
+                out("transport closed")
+
+        async def main():
+            import socket
+            loop = asyncio.get_running_loop()
+            a, b = socket.socketpair()
+            await loop.create_connection(Conn, sock=a)
+            gen = ticker()
+            await gen.__anext__()
+            asyncio.ensure_future(worker())
+            loop.call_later(0.02, lambda: {}["missing"])
+            try:
+                await asyncio.sleep(10)
+            finally:
+                out("main finally")
+        """, runner)
+    assert status == 1, err
+    assert lines[0] == "uncaught KeyError 'missing'"
+    assert "worker cancelled" in lines and "async generator closed" in lines
+    assert "main finally" in lines
+    if "phaseloop" in runner:     # phaseloop also closes the loop's transports
+        assert "transport closed" in lines
+    assert "exited normally" not in lines
+    assert "KeyError" in err
+
+
+def test_unhandled_rejection_is_reported_in_the_iteration_it_failed(runner):
+    status, lines, err = run_child("""
+        errors.install("log")
+
+        async def fail():
+            raise ValueError("nobody listens")
+
+        async def main():
+            task = asyncio.ensure_future(fail())    # kept alive: no GC-time report
+            await asyncio.sleep(0.05)
+            out("after sleep")
+            del task
+        """, runner)
+    assert status == 0, err
+    assert lines[:2] == ["rejected ValueError nobody listens Task", "after sleep"]
+    assert lines.count("rejected ValueError nobody listens Task") == 1
+
+
+def test_awaited_failure_is_not_a_rejection(runner):
+    status, lines, err = run_child("""
+        errors.install("log")
+
+        async def fail():
+            raise ValueError("caught")
+
+        async def main():
+            try:
+                await asyncio.ensure_future(fail())
+            except ValueError:
+                out("caught it")
+            results = await asyncio.gather(fail(), return_exceptions=True)
+            out("gathered", type(results[0]).__name__)
+        """, runner)
+    assert status == 0, err
+    assert lines == ["caught it", "gathered ValueError", "exited normally"]
+
+
+def test_a_later_retrieval_is_reported_as_handled(runner):
+    status, lines, err = run_child("""
+        errors.install("log")
+
+        async def fail():
+            raise ValueError("late")
+
+        async def main():
+            task = asyncio.ensure_future(fail())
+            await asyncio.sleep(0.05)
+            try:
+                await task
+            except ValueError:
+                out("retrieved")
+            await asyncio.sleep(0.25)
+        """, runner)
+    assert status == 0, err
+    assert lines == ["rejected ValueError late Task", "retrieved", "handled ValueError late",
+                     "exited normally"]
+
+
+def test_strict_mode_exits_on_an_unhandled_rejection(runner):
+    status, lines, err = run_child("""
+        errors.install("strict")
+
+        async def fail():
+            raise RuntimeError("boom")
+
+        async def main():
+            task = asyncio.ensure_future(fail())
+            try:
+                await asyncio.sleep(5)
+            finally:
+                out("main finally")
+        """, runner)
+    assert status == 1, err
+    assert lines == ["rejected RuntimeError boom Task", "main finally"]
+
+
+def test_an_exception_in_a_thread(runner):
+    status, lines, err = run_child("""
+        errors.install("log")
+
+        def work():
+            raise OSError("thread failed")
+
+        async def main():
+            t = threading.Thread(target=work)
+            t.start()
+            t.join()
+        """, runner)
+    assert status == 0, err
+    assert lines == ["uncaught OSError thread failed", "exited normally"]
+
+
+def test_strict_mode_stops_the_loop_on_a_thread_exception(runner):
+    status, lines, err = run_child("""
+        errors.install("strict")
+
+        def work():
+            time.sleep(0.05)
+            raise OSError("thread failed")
+
+        async def main():
+            threading.Thread(target=work).start()
+            try:
+                await asyncio.sleep(5)
+            finally:
+                out("main finally")
+        """, runner)
+    assert status == 1, err
+    assert lines == ["uncaught OSError thread failed", "main finally"]
+
+
+def test_an_exception_escaping_the_main_program(runner):
+    status, lines, err = run_child("""
+        errors.install("log")
+
+        async def main():
+            raise LookupError("from main")
+        """, runner)
+    assert status == 1
+    assert lines == ["uncaught LookupError from main"]
+    assert "LookupError: from main" in err
+
+
+def test_a_handler_that_raises_is_reported_and_does_not_loop(runner):
+    status, lines, err = run_child("""
+        errors.install("log")
+
+        @errors.on_uncaught_exception
+        def broken(exc, context):
+            raise RuntimeError("handler bug")
+
+        async def main():
+            asyncio.get_running_loop().call_soon(lambda: 1 / 0)
+            await asyncio.sleep(0.02)
+        """, runner)
+    assert status == 0, err
+    assert lines == ["uncaught ZeroDivisionError division by zero", "exited normally"]
+    assert "handler bug" in err
+
+
+def test_the_remover_unregisters(runner):
+    status, lines, err = run_child("""
+        uncaught()               # the decorator returned the remover: unregister
+        errors.install("log")
+
+        async def main():
+            asyncio.get_running_loop().call_soon(lambda: 1 / 0)
+            await asyncio.sleep(0.02)
+        """, runner)
+    assert status == 0, err
+    assert lines == ["exited normally"]
+
+
+def test_install_rejects_an_unknown_mode():
+    from phaseloop import errors
+    with pytest.raises(ValueError, match="'log' or 'strict'"):
+        errors.install("loud")
+    with pytest.raises(TypeError):
+        errors.on_uncaught_exception(42)
