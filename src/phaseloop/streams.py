@@ -34,6 +34,7 @@ import asyncio
 import collections
 import inspect
 import os
+import stat
 from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 
 __all__ = ["Duplex", "PassThrough", "Readable", "StreamError", "Transform", "Writable",
@@ -571,6 +572,23 @@ class _FileIO:
         if self._closing:
             self._close_now()
 
+    async def pread(self, size: int, offset: int) -> bytes:
+        """Read from the page cache on the loop when the data is there
+        (RWF_NOWAIT never blocks); otherwise in the executor."""
+        if _RWF_NOWAIT is not None:
+            buf = bytearray(size)
+            try:
+                n = os.preadv(self.fd, [buf], offset, _RWF_NOWAIT)
+            except (BlockingIOError, OSError):
+                pass                            # not cached, or unsupported here
+            else:
+                if n == size or n == 0:
+                    return bytes(buf) if n else b""
+                del buf[n:]                     # short: may be EOF or uncached: ask the kernel
+                rest = await self.call(os.pread, self.fd, size - n, offset + n)
+                return bytes(buf) + rest
+        return await self.call(os.pread, self.fd, size, offset)
+
     async def wait_idle(self) -> None:
         if self._busy is not None:
             await asyncio.wait([self._busy])
@@ -605,7 +623,7 @@ class _FileReadable(Readable):
         if want <= 0:
             self.push(None)
             return None
-        data = await self._file.call(os.pread, self._file.fd, want, self._position)
+        data = await self._file.pread(want, self._position)
         if not data:
             self.push(None)
             return None
@@ -634,6 +652,8 @@ def create_read_stream(path: Any, *, high_water_mark: int = 65536, start: int | 
     return _FileReadable(path, high_water_mark=high_water_mark, start=start, end=end)
 
 
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
+
 _FLAGS = {
     "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
     "wx": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
@@ -651,14 +671,22 @@ class _FileWritable(Writable):
         self.path = os.fspath(path)
         self._flags = _FLAGS[flags]
         self._file = _FileIO()
+        self._chunk = high_water_mark
+        self._inline = False
         self.bytes_written = 0
 
     async def _write(self, chunk: Any) -> None:
         if self._file.fd is None:
             await self._file.open(self.path, self._flags)
+            self._inline = stat.S_ISREG(os.fstat(self._file.fd).st_mode)
         view = memoryview(chunk)
         while view:
-            n = await self._file.call(os.write, self._file.fd, view)
+            if self._inline:
+                # A regular file: one chunk into the page cache, on the loop
+                # (a thread round trip costs more than the copy).
+                n = os.write(self._file.fd, view[:self._chunk])
+            else:
+                n = await self._file.call(os.write, self._file.fd, view)
             view = view[n:]
             self.bytes_written += n
 
