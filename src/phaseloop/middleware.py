@@ -31,6 +31,7 @@ upstream ``await next()`` and finally out of the composed call.
 from __future__ import annotations
 
 import inspect
+import types
 from typing import Any, Awaitable, Callable, Iterable
 
 __all__ = ["compose", "Middleware"]
@@ -83,7 +84,8 @@ class _Next:
             return await self._outer() if self._outer is not None else None
         following = _Next(middlewares, index + 1, self._args, self._outer)
         result = middlewares[index](*self._args, following)
-        if inspect.isawaitable(result):
+        # A coroutine is the common case: test its type before the general check.
+        if type(result) is types.CoroutineType or inspect.isawaitable(result):
             result = await result
         return result
 
