@@ -38,6 +38,8 @@ cdef int _DEBUG_STACK_DEPTH = 10
 cdef object _get_running_loop = _events._get_running_loop
 cdef object _set_running_loop = _events._set_running_loop
 cdef object _isfuture = _futures.isfuture
+cdef object _Future = _futures.Future
+cdef object _Task = _tasks.Task
 cdef object _get_ident = threading.get_ident
 cdef bint _HAS_EAGER_TASKS = sys.version_info >= (3, 12)
 
@@ -558,7 +560,7 @@ cdef class _Loop:
     # ---- futures and tasks ------------------------------------------------------
 
     def create_future(self):
-        return _futures.Future(loop=self)
+        return _Future(loop=self)
 
     def create_task(self, coro, *, name=None, context=None, **kwargs):
         """Schedule a coroutine as a Task (through the task factory, if set)."""
@@ -568,8 +570,8 @@ cdef class _Loop:
                 raise TypeError(
                     f'create_task() got an unexpected keyword argument {next(iter(kwargs))!r}')
         if self._task_factory is None:
-            task = _tasks.Task(coro, loop=self, name=name, context=context, **kwargs)
-            if task._source_traceback:
+            task = _Task(coro, loop=self, name=name, context=context, **kwargs)
+            if self._debug and task._source_traceback:
                 del task._source_traceback[-1]
         else:
             if context is None and not kwargs:
