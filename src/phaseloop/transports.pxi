@@ -354,8 +354,9 @@ cdef class _StreamTransport(_FdTransport):
         data = PyBytes_FromStringAndSize(self._loop._read_buf, n)
         try:
             if self._data_received is None:
-                self._protocol.data_received(data)
-            self._data_received(data)
+                self._protocol.data_received(data)   # raises AttributeError, as on asyncio
+            else:
+                self._data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
