@@ -219,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.http",
         description="HTTP/1.1 hello-world on httptools per loop, driven by wrk (keep-alive).")
+    add_wrk_arguments(parser)
+    return parser
+
+
+def add_wrk_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every wrk-driven benchmark shares (this one and realservers)."""
     parser.add_argument("--loops", default=",".join(LOOP_NAMES),
                         type=lambda s: split_names(s, LOOP_NAMES, "loop"),
                         help="comma-separated loops (default: %(default)s)")
@@ -239,7 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write the results as JSON ('-': stdout)")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every run on stderr")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,7 +57,7 @@ import weakref
 from typing import Any, Callable
 
 __all__ = ["attach", "install", "mode", "on_rejection_handled", "on_uncaught_exception",
-           "on_unhandled_rejection", "uninstall"]
+           "on_unhandled_rejection", "report_uncaught", "uninstall"]
 
 Handler = Callable[[BaseException, dict], Any]
 
@@ -120,6 +120,19 @@ def _call_handlers(handlers: list[Handler], exc: BaseException, context: dict) -
                 traceback.print_exception(handler_exc, file=sys.stderr)
     finally:
         _in_handler.active = False
+
+
+def report_uncaught(exc: BaseException, context: dict | None = None) -> None:
+    """Call the uncaught-exception handlers for an error the caller has handled.
+
+    For code that catches an error to keep serving (an HTTP server answering
+    500) but still wants the process hooks to see it. Only the registered
+    handlers run: no logging and no strict-mode exit.
+    """
+    ctx = dict(context or {})
+    ctx.setdefault("message", "Uncaught exception")
+    ctx["exception"] = exc
+    _call_handlers(_uncaught, exc, ctx)
 
 
 def _strict_exit(loop: asyncio.AbstractEventLoop | None) -> None:
