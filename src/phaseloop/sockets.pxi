@@ -70,13 +70,13 @@ cdef class _SockOps:
             else:
                 self.loop.remove_reader(fd)
 
-    def call(self, fut, sock, fn, *args):
-        """Retry fn(*args) (a recv/recvfrom/sendto flavour of sock) and
+    def call(self, fut, sock, str method, *args):
+        """Retry sock.<method>(*args) (a recv/recvfrom/sendto flavour) and
         resolve fut with its result once it does not block."""
         if fut.done():
             return
         try:
-            result = fn(*args)
+            result = getattr(sock, method)(*args)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):

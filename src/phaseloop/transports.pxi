@@ -8,8 +8,8 @@
 # writev per writable event. Flow control as asyncio's (high 64 KiB, low
 # 16 KiB, pause_writing/resume_writing once per crossing).
 # Read path: one 256 KiB read buffer per loop, or the protocol's own buffer
-# for a BufferedProtocol. connection_lost runs exactly once, in the close
-# phase, and only then is the fd closed.
+# for a BufferedProtocol. connection_lost runs exactly once, as a ready
+# callback (asyncio's call_soon), and only then is the fd closed.
 #
 # While its watcher is armed the loop owns a reference to the transport, as
 # asyncio's selector owns the reader's handle: a transport that reads or
@@ -65,7 +65,7 @@ cdef object _os_error(int err):
 cdef class _FdTransport:
     """What every fd transport shares: the watcher and the loop's reference
     while it is armed, the protocol, extra info, write flow control and the
-    one connection_lost in the close phase."""
+    one connection_lost, scheduled as a ready callback."""
     cdef pl_io_t io
     cdef _Loop _loop
     cdef object _sock               # socket.socket or pipe file: owns the fd
@@ -248,14 +248,13 @@ cdef class _FdTransport:
         self._force_close(None)
 
     cdef _schedule_connection_lost(self, exc):
-        """connection_lost(exc) in this iteration's close phase, once."""
+        """connection_lost(exc) as the next ready callback, once. Like
+        asyncio's call_soon: code that closes a transport and awaits
+        sleep(0) (StreamWriter.drain) sees connection_lost by then."""
         if self._lost_scheduled:
             return
         self._lost_scheduled = True
-        cdef _Loop loop = self._loop
-        cdef Handle h = loop._new_handle(self._call_connection_lost, (exc,), self._context)
-        _own(h)
-        pl_closing_push(loop.loop, &h.node)
+        self._loop._call_soon(self._call_connection_lost, (exc,), self._context)
 
     def _call_connection_lost(self, exc):
         loop = self._loop

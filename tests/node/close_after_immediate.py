@@ -1,4 +1,5 @@
-"""Twin of close_after_immediate.js: connection_lost runs in the close phase."""
+"""Twin of close_after_immediate.js. Node reports the close in its close phase;
+phaseloop runs connection_lost as a ready callback, as asyncio does."""
 import asyncio
 
 import phaseloop

@@ -1,0 +1,1149 @@
+"""Node's ``cluster`` module for Python: a primary process forks workers.
+
+Low level, as in Node::
+
+    from phaseloop import cluster
+
+    async def child():                    # runs in each worker, on its own loop
+        cluster.worker.on("message", lambda msg: cluster.worker.send({"echo": msg}))
+        await asyncio.sleep(1)
+
+    async def main():                     # the primary, on its (phaseloop) loop
+        cluster.on("exit", lambda w, code, sig: print(w.pid, code, sig))
+        w = cluster.fork(target=child)
+        w.send("hi")
+
+High level, a server on many cores::
+
+    async def worker_main(sockets):
+        await asyncio.gather(*(app.serve(sock=s) for s in sockets))
+
+    raise SystemExit(cluster.run(worker_main, workers=4, listen=[("127.0.0.1", 3000)]))
+
+Unlike Node, a worker is made with ``os.fork()``: it does not run the program again
+from the top but calls ``target`` (given to :func:`fork` or :func:`setup_primary`) and
+exits with its result. A loop never crosses the fork: the child drops the parent's
+loop and signal wiring and runs ``target`` on a new ``phaseloop`` loop.
+
+See docs/cluster.md for the scheduling modes, supervision and signals.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import json
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from typing import Any, Awaitable, Callable, Iterable, Sequence
+
+import phaseloop
+
+__all__ = ["ClusterError", "Listener", "Worker", "fork", "is_primary", "is_worker", "off",
+           "on", "once", "run", "settings", "setup_primary", "worker", "workers"]
+
+logger = logging.getLogger("phaseloop.cluster")
+
+#: True in the process that forks workers (every process until it becomes a worker).
+is_primary: bool = True
+#: True in a process made by :func:`fork`.
+is_worker: bool = False
+#: In a worker, the :class:`Worker` that stands for this process; None in the primary.
+worker: "Worker | None" = None
+#: In the primary, the live workers by id (a worker leaves it when it exits).
+workers: dict[int, "Worker"] = {}
+#: What :func:`setup_primary` set: ``target``, ``serialization`` ("json" or "pickle").
+settings: dict[str, Any] = {"target": None, "serialization": "json"}
+
+_HEADER = struct.Struct("!IB")        # payload length, kind
+_KIND_INTERNAL = 0                    # JSON dict with a "cmd"
+_KIND_USER = 1                        # a user message in settings["serialization"]
+_MAX_FRAME = 64 * 1024 * 1024
+_next_id = 0
+_listeners: dict[str, list[Callable[..., Any]]] = collections.defaultdict(list)
+
+
+class ClusterError(RuntimeError):
+    """A cluster API used in the wrong place (fork in a worker, no target...)."""
+
+
+# ---- events -------------------------------------------------------------------------------
+
+
+class _Emitter:
+    """A tiny EventEmitter: ``on``/``once``/``off``/``emit``. A listener that raises is
+    reported to the running loop's exception handler; the other listeners still run."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, list[Callable[..., Any]]] = collections.defaultdict(list)
+
+    def on(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn`` on each ``event``; returns ``fn`` (usable as a decorator)."""
+        self._events[event].append(fn)
+        return fn
+
+    def once(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Call ``fn`` on the next ``event`` only."""
+        def wrapper(*args: Any) -> Any:
+            self.off(event, wrapper)
+            return fn(*args)
+        self._events[event].append(wrapper)
+        return fn
+
+    def off(self, event: str, fn: Callable[..., Any]) -> None:
+        """Remove a listener (no error if it is not there)."""
+        try:
+            self._events[event].remove(fn)
+        except ValueError:
+            pass
+
+    def listener_count(self, event: str) -> int:
+        """How many listeners ``event`` has."""
+        return len(self._events.get(event, ()))
+
+    def emit(self, event: str, *args: Any) -> bool:
+        """Call the listeners of ``event`` in order; True if there were any."""
+        return _emit_to(self._events.get(event, ()), event, args)
+
+
+def _emit_to(fns: Iterable[Callable[..., Any]], event: str, args: tuple) -> bool:
+    fns = list(fns)
+    for fn in fns:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - reported, the others still run
+            _report("cluster %r listener %r raised" % (event, fn), exc)
+    return bool(fns)
+
+
+def _report(message: str, exc: BaseException) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        logger.error(message, exc_info=exc)
+        return
+    loop.call_exception_handler({"message": message, "exception": exc})
+
+
+def on(event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Listen to a cluster event in the primary, as ``cluster.on`` in Node:
+    ``fork`` (worker), ``online`` (worker), ``message`` (worker, obj),
+    ``disconnect`` (worker), ``exit`` (worker, code, signal). ``code`` is the exit
+    status or None; ``signal`` the :class:`signal.Signals` that ended it or None."""
+    _listeners[event].append(fn)
+    return fn
+
+
+def once(event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Like :func:`on`, for the next event only."""
+    def wrapper(*args: Any) -> Any:
+        off(event, wrapper)
+        return fn(*args)
+    _listeners[event].append(wrapper)
+    return fn
+
+
+def off(event: str, fn: Callable[..., Any]) -> None:
+    """Remove a listener added with :func:`on`."""
+    try:
+        _listeners[event].remove(fn)
+    except ValueError:
+        pass
+
+
+def _emit(event: str, *args: Any) -> None:
+    _emit_to(_listeners.get(event, ()), event, args)
+
+
+# ---- the IPC channel ----------------------------------------------------------------------
+
+
+def _encode(kind: int, obj: Any) -> bytes:
+    if kind == _KIND_INTERNAL or settings["serialization"] == "json":
+        payload = json.dumps(obj, separators=(",", ":")).encode()
+    else:
+        payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    if len(payload) > _MAX_FRAME:
+        raise ValueError("cluster message too large (%d bytes)" % len(payload))
+    return _HEADER.pack(len(payload), kind) + payload
+
+
+def _decode(kind: int, payload: bytes) -> Any:
+    if kind == _KIND_INTERNAL or settings["serialization"] == "json":
+        return json.loads(payload)
+    return pickle.loads(payload)
+
+
+class _Channel:
+    """One end of a socketpair carrying length-prefixed frames, driven by a loop's
+    readers and writers. ``on_frame(kind, obj)`` gets each frame; ``on_close()`` is
+    called once when the other end goes away or :meth:`close` is called."""
+
+    def __init__(self, sock: socket.socket, on_frame: Callable[[int, Any], None],
+                 on_close: Callable[[], None]) -> None:
+        self.sock = sock
+        self.sock.setblocking(False)
+        self._on_frame = on_frame
+        self._on_close = on_close
+        self._rbuf = bytearray()
+        self._wbuf = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writing = False
+        self.closed = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start reading on ``loop`` (and flush what was queued before)."""
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._readable)
+        if self._wbuf:
+            self._flush()
+
+    def send(self, kind: int, obj: Any) -> bool:
+        """Queue one frame; False if the channel is closed."""
+        if self.closed:
+            return False
+        self._wbuf += _encode(kind, obj)
+        if not self._writing:
+            self._flush()
+        return True
+
+    def _flush(self) -> None:
+        if self.closed:
+            return
+        if self._loop is None:       # not attached yet: write what fits, blocking
+            try:
+                self.sock.setblocking(True)
+                self.sock.sendall(self._wbuf)
+                self._wbuf.clear()
+            except OSError:
+                self.close()
+            finally:
+                if not self.closed:
+                    self.sock.setblocking(False)
+            return
+        while self._wbuf:
+            try:
+                n = self.sock.send(self._wbuf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.close()
+                return
+            del self._wbuf[:n]
+        if self._wbuf and not self._writing:
+            self._writing = True
+            self._loop.add_writer(self.sock.fileno(), self._flush)
+        elif not self._wbuf and self._writing:
+            self._writing = False
+            self._loop.remove_writer(self.sock.fileno())
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(262144)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self._parse()
+                self.close()
+                return
+            self._rbuf += data
+            if len(data) < 262144:
+                break
+        self._parse()
+
+    def drain(self) -> None:
+        """Read and deliver whatever is already buffered in the socket."""
+        if not self.closed:
+            self._readable()
+
+    def _parse(self) -> None:
+        buf = self._rbuf
+        while len(buf) >= _HEADER.size:
+            size, kind = _HEADER.unpack_from(buf)
+            if size > _MAX_FRAME:
+                self.close()
+                return
+            end = _HEADER.size + size
+            if len(buf) < end:
+                return
+            payload = bytes(buf[_HEADER.size:end])
+            del buf[:end]
+            try:
+                obj = _decode(kind, payload)
+            except Exception as exc:  # noqa: BLE001 - a bad frame is reported, not fatal
+                _report("cluster: undecodable message", exc)
+                continue
+            self._on_frame(kind, obj)
+            if self.closed:
+                return
+
+    def close(self) -> None:
+        """Stop watching and close the socket; calls ``on_close`` once."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.remove_reader(self.sock.fileno())
+                if self._writing:
+                    self._loop.remove_writer(self.sock.fileno())
+            except (ValueError, OSError, RuntimeError):
+                pass
+        self.sock.close()
+        self._on_close()
+
+
+# ---- Worker ---------------------------------------------------------------------------------
+
+
+class Worker(_Emitter):
+    """A worker process, as ``cluster.Worker`` in Node.
+
+    In the primary (from :func:`fork`): ``send``, ``kill``, ``disconnect``, events
+    ``online``, ``message`` (obj), ``disconnect``, ``exit`` (code, signal).
+    In a worker (``cluster.worker``): ``send`` to the primary, the ``message`` event
+    for what the primary sent, ``disconnect`` (close the channel) and the
+    ``disconnect`` event when the primary asks this worker to stop.
+    """
+
+    def __init__(self, id: int, pid: int, channel_sock: socket.socket, *,
+                 in_primary: bool) -> None:
+        super().__init__()
+        self.id = id
+        self.pid = pid
+        #: True when the worker ended because of :meth:`kill` or :meth:`disconnect`.
+        self.exited_after_disconnect = False
+        self.exit_code: int | None = None
+        self.signal_code: signal.Signals | None = None
+        self.is_online = False
+        self._in_primary = in_primary
+        self._channel = _Channel(channel_sock, self._on_frame, self._on_channel_closed)
+        self._pidfd = -1
+        self._poll: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dead = False
+        self._disconnect_emitted = False
+        self._handoff: list[socket.socket] = []   # round_robin: one per listen address
+
+    def __repr__(self) -> str:
+        state = "dead" if self._dead else ("online" if self.is_online else "starting")
+        return "<cluster.Worker id=%d pid=%d %s>" % (self.id, self.pid, state)
+
+    # -- both sides --
+
+    def send(self, obj: Any) -> bool:
+        """Send ``obj`` to the other side (JSON, or pickle after
+        ``setup_primary(serialization="pickle")``). False if the channel is closed."""
+        return self._channel.send(_KIND_USER, obj)
+
+    def is_connected(self) -> bool:
+        """Whether the IPC channel is still open."""
+        return not self._channel.closed
+
+    def is_dead(self) -> bool:
+        """Whether the worker process has exited (primary side)."""
+        return self._dead
+
+    def disconnect(self) -> None:
+        """Primary: ask the worker to stop gracefully (it gets a ``disconnect`` event
+        and, in :func:`run`, stops accepting and drains), and mark the exit as expected.
+        Worker: close the channel to the primary."""
+        if self._in_primary:
+            self.exited_after_disconnect = True
+            self._channel.send(_KIND_INTERNAL, {"cmd": "disconnect"})
+        else:
+            self._channel.close()
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to the worker process; the exit counts as expected
+        (``exited_after_disconnect`` becomes True)."""
+        if self._in_primary:
+            self.exited_after_disconnect = True
+            if not self._dead:
+                try:
+                    os.kill(self.pid, sig)
+                except ProcessLookupError:
+                    pass
+        else:
+            os.kill(os.getpid(), sig)
+
+    # -- internals --
+
+    def _on_frame(self, kind: int, obj: Any) -> None:
+        if kind == _KIND_USER:
+            self.emit("message", obj)
+            if self._in_primary:
+                _emit("message", self, obj)
+            return
+        cmd = obj.get("cmd") if isinstance(obj, dict) else None
+        if self._in_primary:
+            if cmd == "online":
+                self.is_online = True
+                self.emit("online")
+                _emit("online", self)
+            elif cmd == "ready":
+                self.emit("ready")
+        elif cmd == "disconnect":
+            self.exited_after_disconnect = True
+            if not self.emit("disconnect"):
+                _child_state["stop"]()
+
+    def _on_channel_closed(self) -> None:
+        if self._in_primary:
+            self._emit_disconnect()
+        else:
+            # The primary is gone (or we closed): a worker does not outlive its primary.
+            if not self.emit("disconnect"):
+                _child_state["stop"]()
+
+    def _emit_disconnect(self) -> None:
+        if not self._disconnect_emitted:
+            self._disconnect_emitted = True
+            self.emit("disconnect")
+            _emit("disconnect", self)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._channel.attach(loop)
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                self._pidfd = pidfd_open(self.pid)
+            except OSError:
+                self._pidfd = -1
+        if self._pidfd >= 0:
+            loop.add_reader(self._pidfd, self._reap)
+        else:
+            self._poll = loop.call_later(0.05, self._reap)
+
+    def _reap(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 0
+        if pid == 0:
+            if self._pidfd < 0 and self._loop is not None:
+                self._poll = self._loop.call_later(0.05, self._reap)
+            return
+        if self._pidfd >= 0 and self._loop is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        if os.WIFSIGNALED(status):
+            self.signal_code = signal.Signals(os.WTERMSIG(status))
+        else:
+            self.exit_code = os.waitstatus_to_exitcode(status)
+        self._dead = True
+        self._channel.drain()           # messages sent just before exiting still arrive
+        self._channel.close()
+        for s in self._handoff:
+            s.close()
+        self._handoff.clear()
+        workers.pop(self.id, None)
+        self.emit("exit", self.exit_code, self.signal_code)
+        _emit("exit", self, self.exit_code, self.signal_code)
+
+    def _close_in_child(self) -> None:
+        """In another worker's process: drop our copies of this worker's fds."""
+        try:
+            self._channel.sock.close()
+        except OSError:
+            pass
+        for s in self._handoff:
+            s.close()
+        if self._pidfd >= 0:
+            try:
+                os.close(self._pidfd)
+            except OSError:
+                pass
+
+
+# ---- fork -----------------------------------------------------------------------------------
+
+
+def setup_primary(*, target: Callable[[], Any] | None = None,
+                  serialization: str | None = None) -> None:
+    """Defaults for :func:`fork`, as ``cluster.setupPrimary`` in Node: ``target`` is what
+    a worker runs; ``serialization`` is ``"json"`` (Node's default) or ``"pickle"``."""
+    if target is not None:
+        settings["target"] = target
+    if serialization is not None:
+        if serialization not in ("json", "pickle"):
+            raise ValueError("serialization must be 'json' or 'pickle'")
+        settings["serialization"] = serialization
+
+
+_SIGNALS_BLOCKED_AROUND_FORK = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
+_child_state: dict[str, Any] = {"stop": lambda: None}
+
+
+def fork(env: dict[str, str] | None = None, *, target: Callable[[], Any] | None = None,
+         _handoff_count: int = 0) -> Worker:
+    """Fork a worker; in the primary, return its :class:`Worker` (in ``cluster.workers``).
+
+    Must be called from code running on the primary's event loop (a coroutine or
+    callback): the worker's exit and messages are watched by that loop. In the new
+    process, ``env`` is merged into ``os.environ``, ``cluster.is_worker`` is True,
+    ``cluster.worker`` is set, and ``target()`` (or ``setup_primary``'s target) runs on
+    a new phaseloop loop (awaited if it returns an awaitable); the process then exits
+    with its result (None -> 0, an int -> that status, an exception -> 1 with the
+    traceback on stderr). ``fork`` never returns in the worker.
+    """
+    global _next_id
+    if not is_primary:
+        raise ClusterError("cluster.fork() is for the primary; this process is a worker")
+    target = target if target is not None else settings["target"]
+    if target is None:
+        raise ClusterError("cluster.fork() needs a target (fork(target=...) or setup_primary)")
+    loop = asyncio.get_running_loop()    # RuntimeError outside the primary's loop
+    _next_id += 1
+    wid = _next_id
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    handoff_pairs = [_handoff_pair() for _ in range(_handoff_count)]
+    for s in (parent_sock, child_sock):
+        s.set_inheritable(False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS_BLOCKED_AROUND_FORK)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        parent_sock.close()
+        child_sock.close()
+        for a, b in handoff_pairs:
+            a.close()
+            b.close()
+        raise
+    if pid == 0:
+        _become_worker(wid, parent_sock, child_sock, handoff_pairs, env, target, old_mask)
+        # never returns
+    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    child_sock.close()
+    w = Worker(wid, pid, parent_sock, in_primary=True)
+    for a, b in handoff_pairs:
+        b.close()
+        a.setblocking(False)
+        w._handoff.append(a)
+    workers[wid] = w
+    w._watch(loop)
+    _emit("fork", w)
+    return w
+
+
+def _handoff_pair() -> tuple[socket.socket, socket.socket]:
+    """A socket pair that keeps message boundaries, for passing one fd per message."""
+    kind = getattr(socket, "SOCK_SEQPACKET", None)
+    if kind is not None:
+        try:
+            return socket.socketpair(socket.AF_UNIX, kind)
+        except OSError:
+            pass
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+
+def _reset_signals_in_child() -> None:
+    try:
+        signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):
+        pass
+    for sig in signal.valid_signals():
+        try:
+            handler = signal.getsignal(sig)
+        except (ValueError, OSError):
+            continue
+        if callable(handler) and handler is not signal.default_int_handler:
+            try:
+                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
+                              else signal.SIG_DFL)
+            except (ValueError, OSError):
+                pass
+
+
+def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.socket,
+                   handoff_pairs: list, env: dict[str, str] | None,
+                   target: Callable[[], Any], old_mask: Any) -> None:
+    global is_primary, is_worker, worker
+    status = 1
+    try:
+        try:
+            _reset_signals_in_child()
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            asyncio.events._set_running_loop(None)
+            asyncio.set_event_loop(None)
+            parent_sock.close()
+            for w in list(workers.values()):
+                w._close_in_child()
+            workers.clear()
+            _listeners.clear()
+            handoff = []
+            for a, b in handoff_pairs:
+                a.close()
+                handoff.append(b)
+            if env:
+                os.environ.update({str(k): str(v) for k, v in env.items()})
+            is_primary, is_worker = False, True
+            worker = Worker(wid, os.getpid(), child_sock, in_primary=False)
+            worker._handoff = handoff
+            status = phaseloop.run(_worker_process_main(target))
+        except SystemExit as exc:
+            code = exc.code
+            status = code if isinstance(code, int) else (0 if code is None else 1)
+            if not isinstance(code, int) and code is not None:
+                print(code, file=sys.stderr)
+        except BaseException:  # noqa: BLE001 - the process ends here either way
+            traceback.print_exc()
+            status = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(status if isinstance(status, int) else 0)
+
+
+async def _worker_process_main(target: Callable[[], Any]) -> int:
+    loop = asyncio.get_running_loop()
+    assert worker is not None
+    task = asyncio.current_task()
+    stopping = [False]
+
+    def stop() -> None:
+        # Default reaction to the primary's disconnect (no listener) or a lost primary.
+        if not stopping[0] and task is not None:
+            stopping[0] = True
+            task.cancel()
+
+    _child_state["stop"] = stop
+    worker._channel.attach(loop)
+    worker._channel.send(_KIND_INTERNAL, {"cmd": "online"})
+    try:
+        result = target()
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            result = await result
+    except asyncio.CancelledError:
+        if not stopping[0]:
+            raise
+        result = 0
+    finally:
+        _child_state["stop"] = lambda: None
+    if not worker._channel.closed:
+        # Let queued messages reach the primary before the process ends.
+        deadline = loop.time() + 2.0
+        while worker._channel._wbuf and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        worker._channel.close()
+    return result if isinstance(result, int) else 0
+
+
+# ---- round_robin: connections handed over a Unix socket ---------------------------------------
+
+
+class Listener(socket.socket):
+    """What ``worker_main`` gets per address in ``round_robin`` mode: a stand-in for a
+    listening socket whose connections are accepted by the primary and arrive here
+    with SCM_RIGHTS. It works with ``loop.create_server(sock=listener)`` (phaseloop and
+    asyncio's selector loop call ``accept()`` on it), so ``app.serve(sock=listener)``
+    works; ``getsockname()`` gives the primary's listening address. ``close()`` tells
+    the primary this worker takes no more connections."""
+
+    def __init__(self, channel: socket.socket, address: Any, family: int) -> None:
+        super().__init__(fileno=channel.detach())
+        self._address = address
+        self._family = family
+
+    @property
+    def family(self) -> socket.AddressFamily:  # type: ignore[override]
+        return socket.AddressFamily(self._family)
+
+    @property
+    def type(self) -> socket.SocketKind:  # type: ignore[override]
+        return socket.SOCK_STREAM
+
+    def getsockname(self) -> Any:
+        return self._address
+
+    def listen(self, backlog: int = 0) -> None:
+        """Nothing to do: the primary listens."""
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        """Receive one connection from the primary (BlockingIOError when none is queued)."""
+        msg, fds, _flags, _addr = socket.recv_fds(self, 16, 4)
+        if not fds:
+            if not msg:
+                raise ConnectionAbortedError("the primary closed the hand-off channel")
+            raise BlockingIOError(errno.EAGAIN, "no connection")
+        for extra in fds[1:]:
+            os.close(extra)
+        conn = socket.socket(fileno=fds[0])
+        try:
+            peer = conn.getpeername()
+        except OSError:
+            peer = None
+        return conn, peer
+
+    def __repr__(self) -> str:
+        return "<cluster.Listener fd=%d address=%r>" % (self.fileno(), self._address)
+
+
+class _RoundRobin:
+    """Primary side of round_robin: accept on each listening socket and send each
+    connection to the next worker that takes connections."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sockets: list[socket.socket]) -> None:
+        self.loop = loop
+        self.sockets = sockets
+        self.order: list[Worker] = []
+        self.next = 0
+        self.pending: collections.deque = collections.deque()
+        self.retry: asyncio.TimerHandle | None = None
+        self.max_pending = 4096
+        for i, s in enumerate(sockets):
+            s.setblocking(False)
+            loop.add_reader(s.fileno(), self._accept, i)
+
+    def add(self, w: Worker) -> None:
+        self.order.append(w)
+        self._flush_pending()
+
+    def remove(self, w: Worker) -> None:
+        if w in self.order:
+            self.order.remove(w)
+
+    def close(self) -> None:
+        for s in self.sockets:
+            try:
+                self.loop.remove_reader(s.fileno())
+            except (ValueError, OSError):
+                pass
+        if self.retry is not None:
+            self.retry.cancel()
+        while self.pending:
+            self.pending.popleft()[1].close()
+
+    def _accept(self, index: int) -> None:
+        sock = self.sockets[index]
+        for _ in range(64):
+            try:
+                conn, _addr = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                logger.error("round_robin accept failed: %s", exc)
+                return
+            if self.pending or not self._hand(index, conn):
+                if len(self.pending) >= self.max_pending:
+                    conn.close()
+                else:
+                    self.pending.append((index, conn))
+                    self._schedule_retry()
+
+    def _hand(self, index: int, conn: socket.socket) -> bool:
+        n = len(self.order)
+        for _ in range(n):
+            w = self.order[self.next % n]
+            self.next = (self.next + 1) % n
+            try:
+                socket.send_fds(w._handoff[index], [b"c"], [conn.fileno()])
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:             # that worker closed its listener
+                self.remove(w)
+                return self._hand(index, conn) if self.order else False
+            conn.close()
+            return True
+        return False
+
+    def _schedule_retry(self) -> None:
+        if self.retry is None:
+            self.retry = self.loop.call_later(0.01, self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        self.retry = None
+        while self.pending:
+            index, conn = self.pending[0]
+            if not self._hand(index, conn):
+                self._schedule_retry()
+                return
+            self.pending.popleft()
+
+
+# ---- run: the high-level server cluster --------------------------------------------------------
+
+SCHEDULING = ("shared", "reuse_port", "round_robin")
+
+
+def _open_listeners(listen: Sequence[tuple[str, int]], scheduling: str,
+                    backlog: int) -> list[socket.socket]:
+    socks = []
+    try:
+        for host, port in listen:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+            family, _, _, _, addr = infos[0]
+            s = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if scheduling == "reuse_port":
+                # Bound, never listening: it holds the port (port 0 resolves once) and
+                # takes no connections; the workers bind the same port and listen.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(addr)
+            if scheduling != "reuse_port":
+                s.listen(backlog)
+            s.set_inheritable(False)
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def _bind_reuse_port(addresses: list[Any], families: list[int],
+                     backlog: int) -> list[socket.socket]:
+    out = []
+    for addr, family in zip(addresses, families):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind(addr)
+        s.listen(backlog)
+        out.append(s)
+    return out
+
+
+async def _serve_in_worker(worker_main: Callable[[list[socket.socket]], Awaitable[Any]],
+                           scheduling: str, listeners: list[socket.socket],
+                           drain_timeout: float, backlog: int) -> int:
+    """The body of each worker of :func:`run`."""
+    loop = asyncio.get_running_loop()
+    me = worker
+    assert me is not None
+    addresses = [s.getsockname() for s in listeners]
+    families = [s.family for s in listeners]
+    if scheduling == "shared":
+        socks = listeners
+    elif scheduling == "reuse_port":
+        for s in listeners:
+            s.close()
+        socks = _bind_reuse_port(addresses, families, backlog)
+    else:
+        for s in listeners:
+            s.close()
+        socks = [Listener(ch, addr, fam) for ch, addr, fam in zip(me._handoff, addresses,
+                                                                  families)]
+        me._handoff = []
+    main = loop.create_task(worker_main(socks))
+    stop_requested = asyncio.Event()
+
+    def graceful(reason: str) -> None:
+        if not stop_requested.is_set():
+            logger.debug("worker %d (pid %d): stopping (%s)", me.id, os.getpid(), reason)
+            stop_requested.set()
+
+    # Ctrl-C or a hangup reach the whole process group: the primary drives both.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    loop.add_signal_handler(signal.SIGTERM, graceful, "SIGTERM")
+    me.on("disconnect", lambda: graceful("asked by the primary" if me.is_connected()
+                                         else "lost the primary"))
+    me._channel.send(_KIND_INTERNAL, {"cmd": "ready"})
+    stopper = loop.create_task(stop_requested.wait())
+    await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    deadline = loop.time() + drain_timeout
+    if scheduling == "round_robin" and not main.done():
+        # The primary took us out of its rotation before asking us to stop: take the
+        # connections it already sent before the listeners close (closing drops them).
+        while not main.done() and loop.time() < deadline and _any_pending(socks):
+            await asyncio.sleep(0.005)
+    if not main.done():
+        main.cancel()                    # worker_main stops accepting and drains
+        done, _ = await asyncio.wait({main}, timeout=max(deadline - loop.time(), 0.0))
+        if not done:
+            logger.warning("worker %d (pid %d): still busy after the %.1fs drain timeout; "
+                           "exiting", me.id, os.getpid(), drain_timeout)
+            return 0
+        if not main.cancelled() and main.exception() is not None:
+            exc = main.exception()
+            logger.error("worker %d (pid %d): worker_main failed while stopping: %r",
+                         me.id, os.getpid(), exc)
+        return 0
+    stopper.cancel()
+    if main.cancelled():
+        return 0
+    exc = main.exception()
+    if exc is not None:
+        logger.error("worker %d (pid %d): worker_main raised", me.id, os.getpid(),
+                     exc_info=exc)
+        return 1
+    return 0
+
+
+def _any_pending(socks: list[socket.socket]) -> bool:
+    """Whether a connection handed over by the primary waits in one of ``socks``
+    (end of file, or a listener already closed, does not count)."""
+    for s in socks:
+        if s.fileno() < 0:
+            continue
+        try:
+            if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                return True
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError:
+            continue
+    return False
+
+
+class _Supervisor:
+    """The primary of :func:`run`: forks, replaces dead workers with backoff, stops
+    on SIGTERM/SIGINT, rolls the workers on SIGHUP."""
+
+    def __init__(self, worker_main: Callable, *, workers_n: int, sockets: list[socket.socket],
+                 scheduling: str, restart: bool, max_restarts: int, restart_window: float,
+                 backoff_initial: float, backoff_max: float, drain_timeout: float,
+                 backlog: int) -> None:
+        self.worker_main = worker_main
+        self.n = workers_n
+        self.sockets = sockets
+        self.scheduling = scheduling
+        self.restart = restart
+        self.max_restarts = max_restarts
+        self.restart_window = restart_window
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.drain_timeout = drain_timeout
+        self.backlog = backlog
+        self.loop = asyncio.get_running_loop()
+        self.deaths: collections.deque[float] = collections.deque()
+        self.live: set[Worker] = set()
+        self.pending_restarts = 0
+        self.stopping = False
+        self.exit_code = 0
+        self.done = self.loop.create_future()
+        self.rolling: asyncio.Task | None = None
+        self.rr = _RoundRobin(self.loop, sockets) if scheduling == "round_robin" else None
+
+    def spawn(self) -> Worker:
+        sockets, scheduling = self.sockets, self.scheduling
+        drain, backlog, main = self.drain_timeout, self.backlog, self.worker_main
+        w = fork(target=lambda: _serve_in_worker(main, scheduling, sockets, drain, backlog),
+                 _handoff_count=len(sockets) if scheduling == "round_robin" else 0)
+        self.live.add(w)
+        w.on("exit", lambda code, sig, w=w: self._on_exit(w, code, sig))
+        if self.rr is not None:
+            w.on("ready", lambda w=w: self.rr.add(w) if not w.exited_after_disconnect
+                 and not w.is_dead() else None)
+        logger.info("worker %d started (pid %d)", w.id, w.pid)
+        return w
+
+    def _on_exit(self, w: Worker, code: int | None, sig: signal.Signals | None) -> None:
+        self.live.discard(w)
+        if self.rr is not None:
+            self.rr.remove(w)
+        how = "signal %s" % sig.name if sig is not None else "exit code %s" % code
+        if w.exited_after_disconnect or self.stopping:
+            logger.info("worker %d (pid %d) stopped (%s)", w.id, w.pid, how)
+        else:
+            logger.error("worker %d (pid %d) died unexpectedly (%s)", w.id, w.pid, how)
+            now = time.monotonic()
+            self.deaths.append(now)
+            while self.deaths and now - self.deaths[0] > self.restart_window:
+                self.deaths.popleft()
+            if not self.restart:
+                pass
+            elif len(self.deaths) > self.max_restarts:
+                logger.critical(
+                    "%d workers died within %.0f s (limit %d): giving up on restarts; "
+                    "the primary exits with status 1", len(self.deaths), self.restart_window,
+                    self.max_restarts)
+                self.exit_code = 1
+                self.shutdown()
+            else:
+                delay = min(self.backoff_max,
+                            self.backoff_initial * 2 ** (len(self.deaths) - 1))
+                logger.info("restarting a worker in %.2f s", delay)
+                self.pending_restarts += 1
+                self.loop.call_later(delay, self._restart_one)
+        self._check_done()
+
+    def _restart_one(self) -> None:
+        self.pending_restarts -= 1
+        if not self.stopping:
+            self.spawn()
+        self._check_done()
+
+    def _check_done(self) -> None:
+        if self.done.done():
+            return
+        if self.stopping and not self.live:
+            self.done.set_result(self.exit_code)
+        elif not self.live and not self.pending_restarts and not self.stopping and \
+                (self.rolling is None or self.rolling.done()):
+            # Every worker ended on its own and none will be restarted.
+            logger.warning("no workers left; the primary exits")
+            self.exit_code = self.exit_code or (0 if not self.deaths else 1)
+            self.stopping = True
+            self.done.set_result(self.exit_code)
+
+    def _stop_worker(self, w: Worker) -> "asyncio.Future[None]":
+        """Graceful stop of one worker; SIGKILL if it overstays the drain timeout."""
+        fut = self.loop.create_future()
+        if w.is_dead():
+            fut.set_result(None)
+            return fut
+        w.once("exit", lambda *a: fut.done() or fut.set_result(None))
+        if self.rr is not None:
+            self.rr.remove(w)
+        w.disconnect()
+
+        def overdue() -> None:
+            if not w.is_dead():
+                logger.warning("worker %d (pid %d) did not stop in time: SIGKILL", w.id, w.pid)
+                w.kill(signal.SIGKILL)
+        handle = self.loop.call_later(self.drain_timeout + 2.0, overdue)
+        fut.add_done_callback(lambda f: handle.cancel())
+        return fut
+
+    def shutdown(self) -> None:
+        """SIGTERM/SIGINT: stop everything gracefully."""
+        if self.stopping:
+            return
+        logger.info("primary (pid %d) shutting down: stopping %d workers",
+                    os.getpid(), len(self.live))
+        self.stopping = True
+        if self.rolling is not None:
+            self.rolling.cancel()
+        if self.rr is not None:
+            self.rr.close()
+        for w in list(self.live):
+            self._stop_worker(w)
+        self._check_done()
+
+    def rolling_restart(self) -> None:
+        """SIGHUP: replace the workers one at a time."""
+        if self.stopping:
+            return
+        if self.rolling is not None and not self.rolling.done():
+            logger.info("SIGHUP: a rolling restart is already running")
+            return
+        self.rolling = self.loop.create_task(self._roll())
+
+    async def _roll(self) -> None:
+        old = sorted(self.live, key=lambda w: w.id)
+        logger.info("SIGHUP: rolling restart of %d workers", len(old))
+        for w in old:
+            if self.stopping:
+                return
+            if w.is_dead():
+                continue
+            new = self.spawn()
+            ready = self.loop.create_future()
+            new.once("ready", lambda: ready.done() or ready.set_result(True))
+            new.once("exit", lambda *a: ready.done() or ready.set_result(False))
+            try:
+                ok = await asyncio.wait_for(ready, timeout=max(self.drain_timeout, 10.0))
+            except asyncio.TimeoutError:
+                ok = False
+            if not ok:
+                logger.error("rolling restart: the new worker did not start; stopping here")
+                return
+            await asyncio.sleep(0.05)    # let it reach its accept loop
+            await self._stop_worker(w)
+        logger.info("rolling restart done")
+
+
+def run(worker_main: Callable[[list[socket.socket]], Awaitable[Any]], *,
+        workers: int | None = None, listen: Sequence[tuple[str, int]] = (("127.0.0.1", 3000),),
+        restart: bool = True, scheduling: str = "shared", max_restarts: int = 5,
+        restart_window: float = 60.0, backoff_initial: float = 0.1, backoff_max: float = 5.0,
+        drain_timeout: float = 10.0, backlog: int = 511,
+        on_listening: Callable[[list[Any]], None] | None = None) -> int:
+    """Run a server on ``workers`` processes; return the primary's exit status.
+
+    The primary opens ``listen`` (``(host, port)`` pairs; port 0 picks one), forks the
+    workers and supervises them. In each worker, ``await worker_main(sockets)`` serves:
+
+    - ``shared``: ``sockets`` are the primary's listening sockets (inherited); the
+      kernel gives each connection to whichever worker accepts first.
+    - ``reuse_port``: each worker binds its own sockets with SO_REUSEPORT to the same
+      addresses; the kernel spreads connections by a hash of the 4-tuple.
+    - ``round_robin``: the primary accepts and sends each connection to the next worker
+      over a Unix socket (SCM_RIGHTS); ``sockets`` are :class:`Listener` objects that
+      ``loop.create_server(sock=...)`` accepts.
+
+    To stop a worker (SIGTERM to the primary or the worker, SIGINT to the primary,
+    a rolling restart) the task running ``worker_main`` is cancelled: it must stop
+    accepting and finish the requests in flight; the worker exits when it returns,
+    or after ``drain_timeout`` seconds. A worker that dies otherwise is logged and
+    replaced after a backoff (``backoff_initial`` doubling to ``backoff_max``); more
+    than ``max_restarts`` deaths within ``restart_window`` seconds stop everything and
+    the status is 1. SIGHUP replaces the workers one at a time. ``on_listening`` gets
+    the bound addresses once the sockets are open (before any worker starts).
+
+    Typical use: ``raise SystemExit(cluster.run(main, workers=4, listen=[("127.0.0.1",
+    3000)]))``. Call it in a program's main thread, with no loop running.
+    """
+    if scheduling not in SCHEDULING:
+        raise ValueError("scheduling must be one of %s" % ", ".join(SCHEDULING))
+    if not is_primary:
+        raise ClusterError("cluster.run() is for the primary")
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    if n < 1:
+        raise ValueError("workers must be >= 1")
+    listen = list(listen)
+    if not listen:
+        raise ValueError("listen needs at least one (host, port)")
+    sockets = _open_listeners(listen, scheduling, backlog)
+    addresses = [s.getsockname() for s in sockets]
+
+    async def primary() -> int:
+        sup = _Supervisor(worker_main, workers_n=n, sockets=sockets, scheduling=scheduling,
+                          restart=restart, max_restarts=max_restarts,
+                          restart_window=restart_window, backoff_initial=backoff_initial,
+                          backoff_max=backoff_max, drain_timeout=drain_timeout,
+                          backlog=backlog)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, sup.shutdown)
+        loop.add_signal_handler(signal.SIGINT, sup.shutdown)
+        loop.add_signal_handler(signal.SIGHUP, sup.rolling_restart)
+        try:
+            for _ in range(n):
+                sup.spawn()
+            return await sup.done
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            if sup.rr is not None:
+                sup.rr.close()
+
+    logger.info("primary (pid %d) listening on %s with %d workers (%s)", os.getpid(),
+                ", ".join(_format_address(a) for a in addresses), n, scheduling)
+    if on_listening is not None:
+        on_listening(addresses)
+    try:
+        return phaseloop.run(primary())
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _format_address(addr: Any) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = addr[0]
+        return "[%s]:%d" % (host, addr[1]) if ":" in host else "%s:%d" % (host, addr[1])
+    return str(addr)
