@@ -20,6 +20,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from libc.stdlib cimport malloc, free
 
 from asyncio import protocols as _protocols
+from asyncio import transports as _aio_transports_mod
 from asyncio import trsock as _trsock
 
 cdef extern from "unistd.h" nogil:
@@ -673,6 +674,13 @@ cdef class SocketTransport(_StreamTransport):
     accepted connection's peername comes from accept), which keeps an idle
     connection small."""
 
+    @property
+    def __class__(self):
+        # isinstance() falls back to __class__ when type() does not match:
+        # this makes isinstance(t, asyncio.Transport) true, as asyncio's own
+        # transports are, though a C class cannot inherit asyncio's.
+        return _SocketTransportFacade
+
     def get_extra_info(self, name, default=None):
         value = self._extra.get(name, _MISSING)
         if value is not _MISSING:
@@ -696,6 +704,15 @@ cdef class SocketTransport(_StreamTransport):
             return default
         self._extra[name] = value
         return value
+
+
+class _SocketTransportFacade(_aio_transports_mod.Transport):
+    """What SocketTransport instances report as __class__ (see there)."""
+    __slots__ = ()
+
+
+_SocketTransportFacade.__name__ = _SocketTransportFacade.__qualname__ = 'SocketTransport'
+_SocketTransportFacade.__module__ = 'phaseloop'
 
 
 cdef SocketTransport _new_socket_transport(_Loop loop, sock, protocol, waiter, dict extra, server):

@@ -14,6 +14,11 @@ cdef class DatagramTransport(_FdTransport):
     cdef object _address            # the connected peer (remote_addr), or None
     cdef object _queue              # deque of (bytes, addr) not yet sent
 
+    @property
+    def __class__(self):
+        # As SocketTransport: isinstance(t, asyncio.DatagramTransport) holds.
+        return _DatagramTransportFacade
+
     cdef _start(self, waiter):
         cdef _Loop loop = self._loop
         loop._call_soon(self._protocol.connection_made, (self,), self._context)
@@ -125,6 +130,16 @@ cdef class DatagramTransport(_FdTransport):
     def __repr__(self):
         state = 'closed' if self._sock is None else ('closing' if self._closing else 'open')
         return f'<DatagramTransport {state} fd={self._fd} bufsize={self._wsize}>'
+
+
+class _DatagramTransportFacade(_aio_transports_mod.DatagramTransport, _aio_transports_mod.Transport):
+    """What DatagramTransport instances report as __class__ (asyncio's datagram
+    transports are both DatagramTransport and Transport)."""
+    __slots__ = ()
+
+
+_DatagramTransportFacade.__name__ = _DatagramTransportFacade.__qualname__ = 'DatagramTransport'
+_DatagramTransportFacade.__module__ = 'phaseloop'
 
 
 cdef void _on_datagram_event(pl_loop_t *l, pl_io_t *io, unsigned revents) noexcept:

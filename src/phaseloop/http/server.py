@@ -61,6 +61,10 @@ def _date_header() -> bytes:
     return _date_cache[1]
 
 
+
+#: Seconds a fresh connection (no request yet) may still send one after shutdown().
+_FRESH_CONNECTION_GRACE = 0.25
+
 class _TooLarge(Exception):
     pass
 
@@ -86,6 +90,7 @@ class HttpProtocol(asyncio.Protocol):
         self.client: Any = None
         self.closed = False
         self.closing = False            # close after the current response
+        self._seen_request = False      # a fresh connection may have one on its way
         self._url = b""
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
@@ -172,9 +177,21 @@ class HttpProtocol(asyncio.Protocol):
                 self._drain_waiter = None
 
     def shutdown(self) -> None:
-        """Graceful close: now if idle, else after the response in progress."""
+        """Graceful close: now if idle, else after the response in progress.
+
+        A connection that has not sent a request yet gets a short grace
+        period: its client may have sent one already (a rolling restart must
+        not reset a client that just connected)."""
         self.closing = True
-        if not self._busy and not self._queue and self._parsing is None and not self.closed:
+        if self._busy or self._queue or self._parsing is not None or self.closed:
+            return
+        if self._seen_request:
+            self.transport.close()  # type: ignore[union-attr]
+        else:
+            self.loop.call_later(_FRESH_CONNECTION_GRACE, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if not (self._busy or self._queue or self._parsing is not None or self.closed):
             self.transport.close()  # type: ignore[union-attr]
 
     def abort(self) -> None:
@@ -248,6 +265,7 @@ class HttpProtocol(asyncio.Protocol):
             self._queue.append(req)
 
     def on_message_begin(self) -> None:
+        self._seen_request = True
         self._url = b""
         self._raw_headers = []
         self._header_bytes = 0
