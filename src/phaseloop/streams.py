@@ -431,8 +431,9 @@ class Transform(Duplex):
         out = await self.transform(chunk)
         if out is not None:
             self.push(out)
-        # The readable side's backpressure holds the writer back.
-        while self._buffered >= self.readable_high_water_mark and not self.destroyed:
+        # The readable side's backpressure holds the writer back once it holds
+        # more than the mark (one chunk of the mark's size may wait there).
+        while self._buffered > self.readable_high_water_mark and not self.destroyed:
             self._room = asyncio.get_running_loop().create_future()
             try:
                 await self._room
@@ -441,7 +442,7 @@ class Transform(Duplex):
 
     def _after_read(self) -> None:
         room = getattr(self, "_room", None)
-        if room is not None and not room.done() and self._buffered < self.readable_high_water_mark:
+        if room is not None and not room.done() and self._buffered <= self.readable_high_water_mark:
             room.set_result(None)
 
     async def _final(self) -> None:
