@@ -329,11 +329,13 @@ static int dispatch_events(pl_loop_t *loop, int n)
             continue;
         loop->stats.callbacks[PL_PHASE_POLL]++;
         io->fn(loop, io, revents);
-        if (drain_ready(loop))
+        if (loop->break_flag)
             break;
     }
     loop->event_cursor = -1;
     loop->nevents = 0;
+    if (!loop->break_flag)
+        drain_ready(loop);
     return loop->break_flag;
 }
 

@@ -267,7 +267,7 @@ def test_io_callback_order_soon_then_immediate_then_zero_timer(phase_loop, socke
     assert order == ["io", "soon", "immediate", "timer"]
 
 
-def test_call_soon_from_reader_runs_before_the_next_reader(phase_loop):
+def test_call_soon_from_readers_runs_after_the_poll_batch(phase_loop):
     pairs = [socket.socketpair() for _ in range(4)]
     order = []
     try:
@@ -282,11 +282,12 @@ def test_call_soon_from_reader_runs_before_the_next_reader(phase_loop):
             writer.send(b"x")
         phase_loop.run_once(timeout=1)
         assert len(order) == 8
-        # Readers of one poll may run in any order; each one's call_soon
-        # callback runs right after it.
-        for k in range(0, 8, 2):
-            i = order[k].split()[1]
-            assert order[k : k + 2] == [f"reader {i}", f"soon {i}"]
+        # Readers of one poll may run in any order; their call_soon callbacks
+        # run once the whole batch of I/O callbacks is done (as asyncio and
+        # uvloop do), in the order they were scheduled.
+        readers = [o for o in order[:4]]
+        assert all(o.startswith("reader") for o in readers)
+        assert order[4:] == [o.replace("reader", "soon") for o in readers]
     finally:
         for reader, writer in pairs:
             phase_loop.remove_reader(reader)
