@@ -304,6 +304,10 @@ static int poll_timeout_ms(pl_loop_t *loop, pl_run_mode mode)
         return 0;
     uint64_t next = pl_timer_next(loop);
     int64_t wait_ns = -1;
+    /* A callback may have run long since the clock was read (a blocking
+     * call): measure the wait from now, or the timer would fire that late. */
+    if (next != UINT64_MAX)
+        pl_loop_update_time(loop);
     if (next != UINT64_MAX)
         wait_ns = next <= loop->now ? 0 : (int64_t)(next - loop->now);
     if (mode == PL_RUN_ONCE && loop->wait_cap_ns >= 0 && (wait_ns < 0 || wait_ns > loop->wait_cap_ns))

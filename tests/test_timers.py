@@ -211,3 +211,18 @@ def test_timer_fires_not_before_its_delay_while_blocked(loop, delay):
     loop.call_later(delay, fire)
     run_until_stopped(loop)
     assert elapsed[0] >= delay
+
+
+def test_a_timer_set_after_a_blocking_callback_is_not_late_by_the_block(loop):
+    """The wait is measured from the clock after the callback, not before it."""
+    import time as _time
+
+    async def main():
+        await asyncio.sleep(0.01)
+        _time.sleep(0.2)                        # block the loop
+        start = loop.time()
+        await asyncio.sleep(0.05)
+        return loop.time() - start
+
+    waited = loop.run_until_complete(main())
+    assert 0.05 <= waited < 0.2, waited        # late by 200 ms before the fix
