@@ -1,4 +1,5 @@
 """Timers: deadline order, ties, never early, cancellation at scale."""
+import asyncio
 import random
 import time
 
