@@ -21,12 +21,18 @@ class SubprocessTransport(_base_subprocess.BaseSubprocessTransport):
             universal_newlines=False, bufsize=bufsize, **kwargs)
 
 
-def _reap(loop, transport, pid):
-    """The child is gone: collect its status and tell the transport."""
+def _waitpid(pid):
+    """The child's exit code (waiting for it), or None if someone else reaped it."""
     try:
         _, status = os.waitpid(pid, 0)
-        returncode = os.waitstatus_to_exitcode(status)
     except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def _report_exit(loop, transport, pid, returncode):
+    """On the loop: tell the transport its child exited."""
+    if returncode is None:
         # Reaped by someone else (Popen.poll in close()): take what they saw.
         returncode = transport._proc.returncode
         if returncode is None:
@@ -40,24 +46,13 @@ def _on_pidfd_readable(loop, transport, pid, pidfd):
     loop.remove_reader(pidfd)
     loop._child_pidfds.discard(pidfd)
     os.close(pidfd)
-    _reap(loop, transport, pid)
+    _report_exit(loop, transport, pid, _waitpid(pid))   # a zombie now: does not block
 
 
 def _wait_in_thread(loop, transport, pid):
+    returncode = _waitpid(pid)
     try:
-        _, status = os.waitpid(pid, 0)
-        returncode = os.waitstatus_to_exitcode(status)
-    except ChildProcessError:
-        returncode = None
-    def exited():
-        code = returncode
-        if code is None:
-            code = transport._proc.returncode
-            if code is None:
-                code = 255
-        transport._process_exited(code)
-    try:
-        loop.call_soon_threadsafe(exited)
+        loop.call_soon_threadsafe(_report_exit, loop, transport, pid, returncode)
     except RuntimeError:
         pass   # the loop is closed: nobody is waiting any more
 

@@ -1,7 +1,7 @@
 # transports.pxi — the stream transport: sockets (TCP, Unix) and pipes.
 #
 # One _StreamTransport owns one fd and one C watcher (pl_io_t) on it; the
-# poll phase calls _on_stream_event directly, with no Handle in between.
+# poll phase calls _on_transport_event directly, with no Handle in between.
 #
 # Write path: write() tries the syscall at once when nothing is queued and
 # buffers only what the kernel did not take; queued buffers go out with one
@@ -90,8 +90,7 @@ cdef class _FdTransport:
     def __init__(self, *args, **kwargs):
         raise TypeError("phaseloop transports are created by the loop")
 
-    cdef _setup_fd(self, _Loop loop, sock, int fd, pl_io_fn on_event, protocol, dict extra,
-                   server):
+    cdef _setup_fd(self, _Loop loop, sock, int fd, protocol, dict extra, server):
         self._loop = loop
         self._sock = sock
         self._fd = fd
@@ -100,7 +99,7 @@ cdef class _FdTransport:
         self._context = PyContext_CopyCurrent()
         self._high = 65536
         self._low = 16384
-        pl_io_init(&self.io, fd, on_event, <void *>self)
+        pl_io_init(&self.io, fd, _on_transport_event, <void *>self)
         self._set_protocol(protocol)
         loop._track_transport(fd, self)
         if server is not None:
@@ -234,6 +233,12 @@ cdef class _FdTransport:
     cdef _drop_buffer(self):
         self._wsize = 0
 
+    cdef int _on_readable(self) except -1:
+        return 0
+
+    cdef int _on_writable(self) except -1:
+        return 0
+
     cpdef _force_close(self, exc):
         if self._conn_lost or self._lost_scheduled:
             return
@@ -297,7 +302,7 @@ cdef class _StreamTransport(_FdTransport):
 
     cdef _setup(self, _Loop loop, sock, int fd, int kind, protocol, dict extra, server):
         self._kind = kind
-        self._setup_fd(loop, sock, fd, _on_stream_event, protocol, extra, server)
+        self._setup_fd(loop, sock, fd, protocol, extra, server)
 
     cdef _schedule_start(self, waiter):
         """As asyncio: connection_made, then reading, then the waiter, each
@@ -333,9 +338,9 @@ cdef class _StreamTransport(_FdTransport):
         if self._kind == _WRITE_PIPE:
             # The reading end went away (an error or hang-up on our end).
             if self._wsize:
-                self._close(BrokenPipeError())
+                self._force_close(BrokenPipeError())
             else:
-                self._close(None)
+                self._force_close(None)
             return 0
         if self._buffered:
             return self._read_buffered()
@@ -629,9 +634,6 @@ cdef class _StreamTransport(_FdTransport):
         # A read pipe reports every error but EIO (the pty went away).
         return isinstance(exc, OSError) and (self._kind != _READ_PIPE or exc.errno == errno.EIO)
 
-    cdef _close(self, exc):
-        self._force_close(exc)
-
     def __repr__(self):
         info = [type(self).__name__ if self._public is None else type(self._public).__name__]
         if self._sock is None:
@@ -647,8 +649,9 @@ cdef class _StreamTransport(_FdTransport):
         return '<{}>'.format(' '.join(info))
 
 
-cdef void _on_stream_event(pl_loop_t *l, pl_io_t *io, unsigned revents) noexcept:
-    cdef _StreamTransport t = <_StreamTransport>io.data
+cdef void _on_transport_event(pl_loop_t *l, pl_io_t *io, unsigned revents) noexcept:
+    """The poll phase's callback for every fd transport (stream or datagram)."""
+    cdef _FdTransport t = <_FdTransport>io.data
     cdef _Loop loop = t._loop
     cdef object context = t._context
     try:

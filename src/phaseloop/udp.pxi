@@ -142,23 +142,6 @@ _DatagramTransportFacade.__name__ = _DatagramTransportFacade.__qualname__ = 'Dat
 _DatagramTransportFacade.__module__ = 'phaseloop'
 
 
-cdef void _on_datagram_event(pl_loop_t *l, pl_io_t *io, unsigned revents) noexcept:
-    cdef DatagramTransport t = <DatagramTransport>io.data
-    cdef _Loop loop = t._loop
-    cdef object context = t._context
-    try:
-        PyContext_Enter(context)
-        try:
-            if revents & PL_READABLE:
-                t._on_readable()
-            if (revents & PL_WRITABLE) and t._wsize:
-                t._on_writable()
-        finally:
-            PyContext_Exit(context)
-    except BaseException as exc:
-        loop._stop_with(exc)
-
-
 cdef DatagramTransport _new_datagram_transport(_Loop loop, sock, protocol, address, waiter):
     cdef DatagramTransport t = DatagramTransport.__new__(DatagramTransport)
     extra = {'socket': _trsock.TransportSocket(sock)}
@@ -172,7 +155,7 @@ cdef DatagramTransport _new_datagram_transport(_Loop loop, sock, protocol, addre
         extra['peername'] = None
     t._address = address
     t._queue = collections.deque()
-    t._setup_fd(loop, sock, sock.fileno(), _on_datagram_event, protocol, extra, None)
+    t._setup_fd(loop, sock, sock.fileno(), protocol, extra, None)
     t._start(waiter)
     return t
 
