@@ -11,6 +11,7 @@ asyncio.AbstractEventLoop (it would raise NotImplementedError).
 import asyncio
 import errno
 import io
+import os
 import socket
 import ssl
 
@@ -607,6 +608,79 @@ def test_cancelled_sendall_leaves_no_writer(loop, tcp):
         return no_watchers(loop, client.fileno())
 
     assert run(loop, main()) is True
+
+
+def test_finished_waits_leave_no_watcher(loop, tcp, listener):
+    """A sock_* call that had to wait unwatches its socket before it returns."""
+    client, server = tcp
+
+    async def main():
+        recv = loop.create_task(loop.sock_recv(server, 100))
+        await until_pending(recv)
+        client.send(b"x")
+        assert await recv == b"x"
+        left = [no_watchers(loop, server.fileno())]
+
+        sent = fill_send_buffer(client)
+        sendall = loop.create_task(loop.sock_sendall(client, b"y" * 65536))
+        await until_pending(sendall)
+        assert len(await recv_exactly(loop, server, sent + 65536)) == sent + 65536
+        await sendall
+        left.append(no_watchers(loop, client.fileno()))
+
+        accept = loop.create_task(loop.sock_accept(listener))
+        await until_pending(accept)
+        with socket.create_connection(listener.getsockname()):
+            conn, _ = await accept
+            conn.close()
+        left.append(no_watchers(loop, listener.fileno()))
+        return left
+
+    assert run(loop, main()) == [True, True, True]
+
+
+def test_cancelled_recv_keeps_a_reader_that_replaced_it(loop, socket_pair):
+    """add_reader on the fd of a waiting sock_recv replaces it; cancelling the
+    sock_recv afterwards must not remove the new reader."""
+    a, b = socket_pair
+
+    async def main():
+        task = loop.create_task(loop.sock_recv(b, 100))
+        await until_pending(task)
+        got = loop.create_future()
+        loop.add_reader(b.fileno(), lambda: got.done() or got.set_result(b.recv(100)))
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        a.send(b"to the new reader")
+        try:
+            return await got
+        finally:
+            loop.remove_reader(b.fileno())
+
+    assert run(loop, main()) == b"to the new reader"
+
+
+def test_abandoned_wait_frees_its_task_and_socket(loop, socket_pair):
+    """A cancelled sock_recv leaves no reference to its task or socket behind."""
+    import gc
+    import weakref
+    _, b = socket_pair
+    sock = socket.socket(fileno=os.dup(b.fileno()))
+    sock.setblocking(False)
+
+    async def main():
+        task = loop.create_task(loop.sock_recv(sock, 100))
+        await until_pending(task)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return weakref.ref(task)
+
+    task_ref = run(loop, main())
+    sock_ref = weakref.ref(sock)
+    sock.close()
+    del sock
+    gc.collect()
+    assert task_ref() is None and sock_ref() is None
 
 
 # ---- sock_sendfile -------------------------------------------------------------------

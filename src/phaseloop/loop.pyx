@@ -15,6 +15,7 @@ from phaseloop.core cimport *
 import asyncio
 import concurrent.futures
 import errno
+import functools
 import os
 import signal
 import socket
@@ -128,7 +129,6 @@ cdef class _Loop:
     cdef dict _fd_watchers
     cdef dict _signal_handlers
     cdef SignalWakeup _signal_wakeup
-    cdef _SockOps _sock_ops
     cdef object _current_handle
     cdef char *_read_buf                  # one read buffer for every stream transport
     cdef dict _transports                 # fd -> weakref to its transport, as asyncio's
@@ -150,11 +150,9 @@ cdef class _Loop:
             raise OSError(err, os.strerror(err))
         self._fd_watchers = {}
         self._signal_handlers = {}
-        self._sock_ops = _SockOps()
         self._transports = {}
         self._unix_server_paths = {}
         self._child_pidfds = set()
-        self._sock_ops.loop = self
         self._asyncgens = weakref.WeakSet()
         self.slow_callback_duration = 0.1
         self._debug = _events._is_debug_mode() if hasattr(_events, '_is_debug_mode') else \
@@ -807,25 +805,30 @@ cdef class _Loop:
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
-    cdef _wait_fd(self, sock, bint write, fut, callback, tuple args):
-        """Retry callback(fut, sock, *args) whenever sock is ready; stop
-        watching once fut is done or cancelled."""
-        fd = sock.fileno()
-        handle = self._set_fd_callback(fd, write, callback, (fut, sock) + args)
-        fut.add_done_callback(functools.partial(self._sock_ops.watch_done, fd, write, handle))
+    cdef Handle _watch_sock(self, int fd, bint write, _SockWait wait):
+        """Make wait the socket's reader or writer; the caller unwatches it."""
+        return self._set_fd_callback(fd, write, wait, ())
+
+    cdef _unwatch_sock(self, int fd, bint write, Handle handle):
+        # Unless the watcher was replaced meanwhile (that cancelled it).
+        if not handle._cancelled:
+            self._remove_fd_callback(fd, write)
 
     async def _sock_call(self, sock, bint write, str method, *args):
         """sock.<method>(*args) at once, or once sock is ready if it would
-        block. The method is looked up on every try, as asyncio does (a
-        wrapper or a test may replace it while the call waits)."""
+        block."""
         self._check_sock(sock)
         try:
             return getattr(sock, method)(*args)
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(sock, write, fut, self._sock_ops.call, (method,) + args)
-        return await fut
+        fd = sock.fileno()
+        handle = self._watch_sock(fd, write, _SockWait(_SOCK_CALL, fut, sock, method, args))
+        try:
+            return await fut
+        finally:
+            self._unwatch_sock(fd, write, handle)
 
     def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket (a coroutine)."""
@@ -853,8 +856,14 @@ cdef class _Loop:
         if n == len(data):
             return
         fut = self.create_future()
-        self._wait_fd(sock, True, fut, self._sock_ops.sendall, (memoryview(data), [n]))
-        return await fut
+        fd = sock.fileno()
+        wait = _SockWait(_SOCK_SENDALL, fut, sock, None, (memoryview(data),))
+        wait.pos = n
+        handle = self._watch_sock(fd, True, wait)
+        try:
+            return await fut
+        finally:
+            self._unwatch_sock(fd, True, handle)
 
     def sock_sendto(self, sock, data, address):
         """Send a datagram to address; the number of bytes sent (a coroutine)."""
@@ -869,30 +878,35 @@ cdef class _Loop:
             if not infos:
                 raise OSError('getaddrinfo() returned empty list')
             address = infos[0][4]
-        fut = self.create_future()
         try:
             sock.connect(address)
         except (BlockingIOError, InterruptedError):
-            self._wait_fd(sock, True, fut, self._sock_ops.connected, (address,))
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
+            pass
         else:
-            fut.set_result(None)
+            return
+        fut = self.create_future()
+        fd = sock.fileno()
+        handle = self._watch_sock(fd, True, _SockWait(_SOCK_CONNECTED, fut, sock, None, (address,)))
         try:
             return await fut
         finally:
+            self._unwatch_sock(fd, True, handle)
             fut = None    # break the cycle through a raised exception's traceback
 
     async def sock_accept(self, sock):
         """Accept a connection: (conn, address), conn non-blocking."""
         self._check_sock(sock)
         fut = self.create_future()
-        self._sock_ops.accept(fut, sock)
-        if not fut.done():
-            self._wait_fd(sock, False, fut, self._sock_ops.accept, ())
-        return await fut
+        wait = _SockWait(_SOCK_ACCEPT, fut, sock, None, ())
+        wait()
+        if fut.done():
+            return fut.result()
+        fd = sock.fileno()
+        handle = self._watch_sock(fd, False, wait)
+        try:
+            return await fut
+        finally:
+            self._unwatch_sock(fd, False, handle)
 
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
         """Send a file with os.sendfile (zero copy), or read/send if the file
@@ -920,11 +934,17 @@ cdef class _Loop:
             return 0
         state = [offset, 0]
         fut = self.create_future()
+        wait = _SockWait(_SOCK_SENDFILE, fut, sock, None, (fileno, count, state))
         try:
-            self._sock_ops.sendfile(fut, sock, fileno, count, state)
+            wait()
             if not fut.done():
-                self._wait_fd(sock, True, fut, self._sock_ops.sendfile, (fileno, count, state))
-            return await fut
+                fd = sock.fileno()
+                handle = self._watch_sock(fd, True, wait)
+                try:
+                    await fut
+                finally:
+                    self._unwatch_sock(fd, True, handle)
+            return fut.result()
         finally:
             if state[1] > 0:
                 os.lseek(fileno, offset + state[1], os.SEEK_SET)

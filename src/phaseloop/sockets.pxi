@@ -1,11 +1,10 @@
 # sockets.pxi — the loop's sock_* coroutines (issue 3's low-level socket API).
 #
 # Each one tries the syscall at once; only when it would block does it
-# register a reader or writer that retries, and a done-callback on the
-# future removes that watcher again — whether the future finished or was
-# cancelled — unless somebody replaced the watcher meanwhile.
+# register a _SockWait as the socket's reader or writer, which retries, and
+# the coroutine's ``finally`` removes that watcher again — whether the future
+# finished or the caller was cancelled — unless somebody replaced it meanwhile.
 
-import functools
 import io as _io
 
 try:
@@ -57,115 +56,101 @@ def _is_ip_literal(host, int family):
     return False
 
 
-cdef class _SockOps:
-    """The reader/writer callbacks of the sock_* coroutines, as one object
-    per loop so they are cdef-fast and share the loop's fd watchers."""
-    cdef _Loop loop
+# What a _SockWait retries when its socket is ready.
+cdef enum _SockOp:
+    _SOCK_CALL        # sock.<method>(*args): the recv/recvfrom/sendto flavours
+    _SOCK_SENDALL     # sock.send(view[pos:]) until all of view is sent
+    _SOCK_CONNECTED   # SO_ERROR of a connect in progress
+    _SOCK_ACCEPT      # sock.accept(), the new socket made non-blocking
+    _SOCK_SENDFILE    # os.sendfile; args is (fileno, count, [offset, sent])
 
-    def watch_done(self, int fd, bint write, Handle handle, fut):
-        # Remove the watcher unless it was replaced (then it is cancelled).
-        if not handle._cancelled:
-            if write:
-                self.loop.remove_writer(fd)
+
+@cython.final
+cdef class _SockWait:
+    """One pending sock_* operation.
+
+    It is the fd watcher's callback itself (called with no arguments when
+    the socket is ready, through a Handle with empty args), so a waiting
+    sock_recv costs this object, its future and the watcher: no bound
+    method, argument tuple, partial or done-callback. The coroutine that
+    made it removes the watcher in its ``finally``, whether the future
+    finished or the caller was cancelled.
+    """
+    cdef object fut
+    cdef object sock
+    cdef object method      # the socket method's name, for _SOCK_CALL
+    cdef tuple args
+    cdef Py_ssize_t pos     # bytes of args[0] already sent, for _SOCK_SENDALL
+    cdef _SockOp op
+
+    def __cinit__(self, _SockOp op, fut, sock, method, tuple args):
+        self.op = op
+        self.fut = fut
+        self.sock = sock
+        self.method = method
+        self.args = args
+
+    def __repr__(self):
+        names = {_SOCK_CALL: self.method, _SOCK_SENDALL: 'sendall', _SOCK_CONNECTED: 'connect',
+                 _SOCK_ACCEPT: 'accept', _SOCK_SENDFILE: 'sendfile'}
+        return f'<sock_{names[self.op]} waiting on {self.sock!r}>'
+
+    def __call__(self):
+        if self.fut.done():
+            return
+        try:
+            if self.op == _SOCK_CALL:
+                # Looked up on every try, as asyncio does: a wrapper or a test
+                # may replace the method while the call waits.
+                self.fut.set_result(getattr(self.sock, self.method)(*self.args))
+            elif self.op == _SOCK_SENDALL:
+                self._sendall()
+            elif self.op == _SOCK_CONNECTED:
+                err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err != 0:
+                    raise OSError(err, f'Connect call failed {self.args[0]}')
+                self.fut.set_result(None)
+            elif self.op == _SOCK_ACCEPT:
+                conn, address = self.sock.accept()
+                conn.setblocking(False)
+                self.fut.set_result((conn, address))
             else:
-                self.loop.remove_reader(fd)
-
-    def call(self, fut, sock, str method, *args):
-        """Retry sock.<method>(*args) (a recv/recvfrom/sendto flavour) and
-        resolve fut with its result once it does not block."""
-        if fut.done():
-            return
-        try:
-            result = getattr(sock, method)(*args)
+                self._sendfile()
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
+            self.fut.set_exception(exc)
 
-    def sendall(self, fut, sock, view, list pos):
-        if fut.done():
-            return
-        start = pos[0]
-        try:
-            n = sock.send(view[start:])
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            return
-        start += n
-        if start == len(view):
-            fut.set_result(None)
-        else:
-            pos[0] = start
+    cdef _sendall(self):
+        view = self.args[0]
+        self.pos += self.sock.send(view[self.pos:])
+        if self.pos == len(view):
+            self.fut.set_result(None)
 
-    def connected(self, fut, sock, address):
-        if fut.done():
-            return
-        try:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err != 0:
-                raise OSError(err, f'Connect call failed {address}')
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(None)
-
-    def accept(self, fut, sock):
-        if fut.done():
-            return
-        try:
-            conn, address = sock.accept()
-            conn.setblocking(False)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result((conn, address))
-
-    def sendfile(self, fut, sock, int fileno, count, list state):
-        """os.sendfile until done or it would block; state is [offset, sent]."""
-        if fut.done():
-            return
+    cdef _sendfile(self):
+        """os.sendfile until done or it would block."""
+        fileno, count, state = self.args
         while True:
             offset, total = state
             blocksize = count - total if count else 1 << 30
             if blocksize <= 0:
-                fut.set_result(total)
+                self.fut.set_result(total)
                 return
             try:
-                sent = os.sendfile(sock.fileno(), fileno, offset, blocksize)
+                sent = os.sendfile(self.sock.fileno(), fileno, offset, blocksize)
             except (BlockingIOError, InterruptedError):
-                return
-            except (SystemExit, KeyboardInterrupt):
                 raise
             except OSError as exc:
                 if total == 0:
                     # Nothing sent yet: the read/send fallback can take over.
                     err = _exceptions.SendfileNotAvailableError('os.sendfile call failed')
                     err.__cause__ = exc
-                    fut.set_exception(err)
-                else:
-                    fut.set_exception(exc)
-                return
-            except BaseException as exc:
-                fut.set_exception(exc)
-                return
+                    raise err
+                raise
             if sent == 0:
-                fut.set_result(total)      # end of file
+                self.fut.set_result(total)      # end of file
                 return
             state[0] = offset + sent
             state[1] = total + sent
