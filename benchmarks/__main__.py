@@ -3,7 +3,8 @@
 Runs, in order, the micro-benchmarks (``benchmarks.micro``), the TCP echo
 servers (``benchmarks.echo``: protocol, streams and sock_* styles against a C
 epoll floor, plus memory per idle connection) and the HTTP/1.1 hello-world on
-httptools driven by wrk (``benchmarks.http``), each printing its table with
+httptools driven by wrk (``benchmarks.http``) and TLS echo round trips and
+handshakes (``benchmarks.tls``), each printing its table with
 ratios to uvloop measured in the same run. ``--quick`` makes every part a
 short smoke run; the HTTP part is skipped with a note when wrk is missing.
 """
@@ -14,7 +15,7 @@ import shutil
 import sys
 from typing import Sequence
 
-from . import echo, http, micro
+from . import echo, http, micro, tls
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("skipped: wrk is not installed (apt-get install wrk)")
     else:
         status |= http.main(common)
+    print("\n## TLS (client and server on one loop)\n", flush=True)
+    if shutil.which("openssl") is None:
+        print("skipped: the openssl command is not installed")
+    else:
+        status |= tls.main(common)
     return status
 
 

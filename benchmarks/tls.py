@@ -1,0 +1,245 @@
+"""TLS cost per loop: echo round trips and handshakes, client and server on one loop.
+
+``python -m benchmarks.tls [--repeat R] [--seconds S] [--markdown]``
+
+The C load generator of ``benchmarks.echo`` speaks no TLS, and a Python TLS
+client in another process would be the bottleneck. So each run is one child
+process, pinned to one CPU, whose loop runs both ends: a TLS echo server
+(``create_server(ssl=...)``, a plain echo Protocol) and ``--connections``
+clients (``create_connection(ssl=...)``) that each send a message, wait for
+all of it to come back and send the next, for ``--seconds``. Every TLS record
+is therefore encrypted and decrypted by the loop under test, twice per round
+trip; the figure is the loop's whole TLS stack (uvloop: its own Cython
+SSLProtocol; phaseloop and asyncio: asyncio's ``sslproto``) plus its
+transports. The handshake line opens, handshakes (ECDSA P-256, TLS 1.3)
+and closes one connection at a time.
+
+Reported per point: round trips (or handshakes) per second, the child's CPU
+time per operation, the median over ``--repeat`` interleaved runs and the
+ratio to uvloop from the same run. The certificate is made at start with the
+``openssl`` command.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Sequence
+
+from benchmarks.micro import LoopMissing, load_loop_factory, pin_to_cpu
+
+SIZES_KIB = (1, 64)
+POINTS = [f"echo {s} KiB" for s in SIZES_KIB] + ["handshake"]
+CHILD_TIMEOUT = 120.0
+
+
+class EchoServer(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class EchoClient(asyncio.Protocol):
+    """Sends ``message``, waits for all of it back, repeats until ``deadline``."""
+
+    def __init__(self, message: bytes, deadline: float, done: asyncio.Future) -> None:
+        self.message = message
+        self.deadline = deadline
+        self.done = done
+        self.received = bytearray()
+        self.round_trips = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.message)
+
+    def data_received(self, data):
+        self.received += data
+        if len(self.received) < len(self.message):
+            return
+        if self.received != self.message:
+            self.done.set_exception(AssertionError("the echo server sent other bytes back"))
+            self.transport.abort()
+            return
+        self.received.clear()
+        self.round_trips += 1
+        if time.monotonic() < self.deadline:
+            self.transport.write(self.message)
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_result(self.round_trips)
+
+
+def contexts(cert: str, key: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=cert)
+    return server, client
+
+
+async def echo_point(size: int, connections: int, seconds: float,
+                     server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> int:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EchoServer, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    message = os.urandom(size)
+    deadline = time.monotonic() + seconds
+    waiters = []
+    for _ in range(connections):
+        done = loop.create_future()
+        await loop.create_connection(lambda d=done: EchoClient(message, deadline, d),
+                                     "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost")
+        waiters.append(done)
+    total = sum(await asyncio.gather(*waiters))
+    server.close()
+    await server.wait_closed()
+    return total
+
+
+async def handshake_point(seconds: float, server_ctx: ssl.SSLContext,
+                          client_ctx: ssl.SSLContext) -> int:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EchoServer, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port,
+                                                    ssl=client_ctx, server_hostname="localhost")
+        transport.close()
+        count += 1
+    server.close()
+    await server.wait_closed()
+    return count
+
+
+def child_main(args: argparse.Namespace) -> int:
+    pin_to_cpu(None if args.cpu == "none" else int(args.cpu))
+    factory, _ = load_loop_factory(args.child)
+    server_ctx, client_ctx = contexts(args.cert, args.key)
+    loop = factory()
+    try:
+        if args.point == "handshake":
+            work = handshake_point(args.seconds / 4, server_ctx, client_ctx)  # warm-up
+            loop.run_until_complete(work)
+            work = handshake_point(args.seconds, server_ctx, client_ctx)
+        else:
+            size = int(args.point.split()[1]) * 1024
+            loop.run_until_complete(echo_point(size, args.connections, args.seconds / 4,
+                                               server_ctx, client_ctx))
+            work = echo_point(size, args.connections, args.seconds, server_ctx, client_ctx)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        ops = loop.run_until_complete(work)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    finally:
+        loop.close()
+    print(json.dumps({"ops": ops, "cpu": cpu, "wall": wall}))
+    return 0
+
+
+def make_certificate(directory: str) -> tuple[str, str]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise SystemExit("benchmarks.tls needs the openssl command")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def run_child(loop_name: str, point: str, args: argparse.Namespace, cert: str, key: str) -> dict:
+    command = [sys.executable, "-m", "benchmarks.tls", "--child", loop_name, "--point", point,
+               "--seconds", str(args.seconds), "--connections", str(args.connections),
+               "--cpu", str(args.cpu), "--cert", cert, "--key", key]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{loop_name} {point}: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x / 1000:.3g}k" if x >= 1000 else f"{x:.3g}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tls",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loops", default="phaseloop,uvloop,asyncio")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per run")
+    parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--cpu", default="0", help="CPU to pin each run to; 'none': not pinned")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 0.2 s runs")
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--point", help=argparse.SUPPRESS)
+    parser.add_argument("--cert", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
+    if args.quick:
+        args.repeat, args.seconds = 1, 0.2
+
+    loops = []
+    for name in args.loops.split(","):
+        try:
+            loops.append((name, load_loop_factory(name)[1]))
+        except LoopMissing as exc:
+            print(f"skipping {name}: {exc}", file=sys.stderr)
+    results: dict[tuple[str, str], list[dict]] = {(p, n): [] for p in POINTS for n, _ in loops}
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = make_certificate(tmp)
+        for _ in range(args.repeat):
+            for point in POINTS:
+                for name, _ in loops:
+                    results[(point, name)].append(run_child(name, point, args, cert, key))
+
+    print(f"_median of {args.repeat} run(s), {args.seconds:g} s each after a warm-up, client and "
+          f"server on one loop in one process pinned to CPU {args.cpu}, {args.connections} "
+          f"connections for echo; OpenSSL {ssl.OPENSSL_VERSION.split()[1]}, Python "
+          f"{sys.version.split()[0]}; " + ", ".join(f"{n} {v}" for n, v in loops) + "_\n")
+    header = ["point", "loop", "ops/s", "CPU µs/op", "ops/s ÷ uvloop", "cpu ÷ uvloop"]
+    rows = []
+    medians = {}
+    for key_, runs in results.items():
+        rate = statistics.median(r["ops"] / r["wall"] for r in runs)
+        cpu = statistics.median(r["cpu"] / max(r["ops"], 1) for r in runs)
+        medians[key_] = (rate, cpu)
+    for point in POINTS:
+        base = medians.get((point, "uvloop"))
+        for name, _ in loops:
+            rate, cpu = medians[(point, name)]
+            ratio = f"{rate / base[0]:.2f}x" if base else "-"
+            cratio = f"{cpu / base[1]:.2f}x" if base else "-"
+            rows.append([point, name, fmt_rate(rate), f"{cpu * 1e6:.1f}", ratio, cratio])
+    if args.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    else:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+        print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+        for r in rows:
+            print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
