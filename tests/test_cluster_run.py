@@ -337,6 +337,44 @@ def test_dead_worker_is_logged_and_replaced(primaries, app_dir):
     assert p.wait() == 0, p.log
 
 
+def test_round_robin_hands_a_dead_workers_queued_connections_to_another(primaries, app_dir):
+    """Connections sent to a worker that dies before receiving them are not lost:
+    the primary reads them back from the hand-off channel and sends them on."""
+    p = serve(primaries, app_dir, "--scheduling", "round_robin")
+    pids = wait_workers_ready(p, 2)
+    assert len(pids) == 2
+    stuck = min(pids)
+    answers: list[int] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            answers.append(get(p.port, timeout=15)["worker"])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    os.kill(stuck, signal.SIGSTOP)      # it receives nothing from now on
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 8
+        while len(answers) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(answers) == 3, (answers, errors)   # the other three wait for `stuck`
+    finally:
+        os.kill(stuck, signal.SIGKILL)
+        for t in threads:
+            t.join(20)
+    assert not errors, (errors, p.log)
+    assert len(answers) == 6 and stuck not in answers, answers
+    p.wait_for(r"3 connection\(s\) sent to worker \d+ \(pid %d\) before it died go to other "
+               r"workers" % stuck, timeout=3)
+    assert_gone([stuck])
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0, p.log
+
+
 def test_killed_worker_signal_is_logged(primaries, app_dir):
     p = serve(primaries, app_dir, workers=1)
     pid = get_when_up(p.port)["worker"]
@@ -364,6 +402,50 @@ code = cluster.run(worker_main, workers=2, listen=[("127.0.0.1", 0), ("127.0.0.1
 print("primary exit status", code, flush=True)
 sys.exit(code)
 '''
+
+
+CLOSING_SCRIPT = '''
+import asyncio, os, sys
+from phaseloop import cluster
+import logging
+logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+
+class Answer(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        body = b'{"worker": %d}' % os.getpid()
+        self.transport.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n"
+                             b"Connection: close\\r\\n\\r\\n%s" % (len(body), body))
+        self.transport.close()
+
+async def worker_main(sockets):
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Answer, sock=sockets[0])
+    if cluster.worker.id == 1:
+        await asyncio.sleep(0.5)
+        server.close()             # closes its cluster.Listener; the process lives on
+        print("worker", os.getpid(), "closed its listener", flush=True)
+    await asyncio.Future()
+
+sys.exit(cluster.run(worker_main, workers=2, listen=[("127.0.0.1", 0)],
+                     scheduling="round_robin"))
+'''
+
+
+def test_round_robin_skips_a_worker_that_closed_its_listener(primaries, tmp_path):
+    """Listener.close() in a live worker: the primary sends it nothing more."""
+    script = tmp_path / "closing.py"
+    script.write_text(CLOSING_SCRIPT)
+    p = Primary([str(script)], tmp_path)
+    primaries.append(p)
+    closed = int(p.wait_for(r"worker (\d+) closed its listener").group(1))
+    answers = [get(p.port)["worker"] for _ in range(10)]
+    assert closed not in answers and len(set(answers)) == 1, answers
+    os.kill(closed, 0)                        # still alive, only out of the rotation
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0, p.log
 
 
 def test_too_many_deaths_stop_the_primary(primaries, tmp_path):

@@ -334,6 +334,10 @@ class Worker(_Emitter):
         self._dead = False
         self._disconnect_emitted = False
         self._handoff: list[socket.socket] = []   # round_robin: one per listen address
+        # round_robin, in the primary: our copies of the worker's ends of those channels.
+        # They keep what was sent but not yet received readable after the worker dies,
+        # so those connections can go to another worker (_RoundRobin.reclaim).
+        self._handoff_peer: list[socket.socket] = []
 
     def __repr__(self) -> str:
         state = "dead" if self._dead else ("online" if self.is_online else "starting")
@@ -393,6 +397,8 @@ class Worker(_Emitter):
                 _emit("online", self)
             elif cmd == "ready":
                 self.emit("ready")
+            elif cmd == "listener_closed":
+                self.emit("listener_closed", obj.get("index"))
         elif cmd == "disconnect":
             self.exited_after_disconnect = True
             if not self.emit("disconnect"):
@@ -450,8 +456,13 @@ class Worker(_Emitter):
             s.close()
         self._handoff.clear()
         workers.pop(self.id, None)
-        self.emit("exit", self.exit_code, self.signal_code)
-        _emit("exit", self, self.exit_code, self.signal_code)
+        try:
+            self.emit("exit", self.exit_code, self.signal_code)
+            _emit("exit", self, self.exit_code, self.signal_code)
+        finally:
+            for s in self._handoff_peer:
+                s.close()
+            self._handoff_peer.clear()
 
     def _close_in_child(self) -> None:
         """In another worker's process: drop our copies of this worker's fds."""
@@ -459,7 +470,7 @@ class Worker(_Emitter):
             self._channel.sock.close()
         except OSError:
             pass
-        for s in self._handoff:
+        for s in self._handoff + self._handoff_peer:
             s.close()
         if self._pidfd >= 0:
             try:
@@ -532,9 +543,10 @@ def fork(env: dict[str, str] | None = None, *, target: Callable[[], Any] | None 
     child_sock.close()
     w = Worker(wid, pid, parent_sock, in_primary=True)
     for a, b in handoff_pairs:
-        b.close()
         a.setblocking(False)
+        b.setblocking(False)
         w._handoff.append(a)
+        w._handoff_peer.append(b)
     workers[wid] = w
     w._watch(loop)
     _emit("fork", w)
@@ -655,12 +667,21 @@ class Listener(socket.socket):
     with SCM_RIGHTS. It works with ``loop.create_server(sock=listener)`` (phaseloop and
     asyncio's selector loop call ``accept()`` on it), so ``app.serve(sock=listener)``
     works; ``getsockname()`` gives the primary's listening address. ``close()`` tells
-    the primary this worker takes no more connections."""
+    the primary this worker takes no more connections on this address; those it had
+    sent and this worker had not accepted go to the other workers."""
 
-    def __init__(self, channel: socket.socket, address: Any, family: int) -> None:
+    def __init__(self, channel: socket.socket, address: Any, family: int,
+                 index: int = 0) -> None:
         super().__init__(fileno=channel.detach())
         self._address = address
         self._family = family
+        self._index = index
+
+    def close(self) -> None:
+        if self.fileno() >= 0 and worker is not None and not worker._channel.closed:
+            worker._channel.send(_KIND_INTERNAL, {"cmd": "listener_closed",
+                                                  "index": self._index})
+        super().close()
 
     @property
     def family(self) -> socket.AddressFamily:  # type: ignore[override]
@@ -704,9 +725,11 @@ class _RoundRobin:
         self.loop = loop
         self.sockets = sockets
         self.order: list[Worker] = []
+        self.closed: dict[Worker, set[int]] = {}   # addresses whose Listener a worker closed
         self.next = 0
         self.pending: collections.deque = collections.deque()
         self.retry: asyncio.TimerHandle | None = None
+        self.stopped = False
         self.max_pending = 4096
         for i, s in enumerate(sockets):
             s.setblocking(False)
@@ -719,8 +742,52 @@ class _RoundRobin:
     def remove(self, w: Worker) -> None:
         if w in self.order:
             self.order.remove(w)
+        self.closed.pop(w, None)
+
+    def listener_closed(self, w: Worker, index: Any) -> None:
+        """``w`` closed its Listener for address ``index``: send it no more connections
+        for that address, and send the ones it had not accepted to the others."""
+        if not isinstance(index, int) or not 0 <= index < len(self.sockets):
+            return
+        self.closed.setdefault(w, set()).add(index)
+        if not w.is_dead():
+            self.reclaim(w, (index,))
+
+    def reclaim(self, w: Worker, indexes: Sequence[int] | None = None) -> None:
+        """Hand the connections sent to ``w`` that it never received (it died, or
+        closed that Listener) to the other workers, or queue them until one is ready,
+        instead of letting them close with the channel."""
+        if self.stopped:
+            return                      # shutting down: they close with the channel
+        taken = 0
+        for index, peer in enumerate(w._handoff_peer):
+            if indexes is not None and index not in indexes:
+                continue
+            while True:
+                try:
+                    msg, fds, _flags, _addr = socket.recv_fds(peer, 16, 4)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    logger.error("round_robin: reading back worker %d's channel failed: %s",
+                                 w.id, exc)
+                    break
+                if not fds:
+                    if not msg:
+                        break           # end of the channel
+                    continue
+                for extra in fds[1:]:
+                    os.close(extra)
+                self.pending.append((index, socket.socket(fileno=fds[0])))
+                taken += 1
+        if taken:
+            logger.warning("round_robin: %d connection(s) sent to worker %d (pid %d) before "
+                           "it %s go to other workers", taken, w.id, w.pid,
+                           "died" if w.is_dead() else "closed its listener")
+            self._flush_pending()
 
     def close(self) -> None:
+        self.stopped = True
         for s in self.sockets:
             try:
                 self.loop.remove_reader(s.fileno())
@@ -753,11 +820,13 @@ class _RoundRobin:
         for _ in range(n):
             w = self.order[self.next % n]
             self.next = (self.next + 1) % n
+            if index in self.closed.get(w, ()):
+                continue
             try:
                 socket.send_fds(w._handoff[index], [b"c"], [conn.fileno()])
             except (BlockingIOError, InterruptedError):
                 continue
-            except OSError:             # that worker closed its listener
+            except OSError:             # its channel is gone: it is exiting
                 self.remove(w)
                 return self._hand(index, conn) if self.order else False
             conn.close()
@@ -844,8 +913,8 @@ async def _serve_in_worker(worker_main: Callable[[list[socket.socket]], Awaitabl
     else:
         for s in listeners:
             s.close()
-        socks = [Listener(ch, addr, fam) for ch, addr, fam in zip(me._handoff, addresses,
-                                                                  families)]
+        socks = [Listener(ch, addr, fam, i)
+                 for i, (ch, addr, fam) in enumerate(zip(me._handoff, addresses, families))]
         me._handoff = []
     main = loop.create_task(worker_main(socks))
     stop_requested = asyncio.Event()
@@ -948,6 +1017,7 @@ class _Supervisor:
         if self.rr is not None:
             w.on("ready", lambda w=w: self.rr.add(w) if not w.exited_after_disconnect
                  and not w.is_dead() else None)
+            w.on("listener_closed", lambda index, w=w: self.rr.listener_closed(w, index))
         logger.info("worker %d started (pid %d)", w.id, w.pid)
         return w
 
@@ -955,6 +1025,8 @@ class _Supervisor:
         self.live.discard(w)
         if self.rr is not None:
             self.rr.remove(w)
+            if not self.stopping:
+                self.rr.reclaim(w)
         how = "signal %s" % sig.name if sig is not None else "exit code %s" % code
         if w.exited_after_disconnect or self.stopping:
             logger.info("worker %d (pid %d) stopped (%s)", w.id, w.pid, how)
