@@ -247,9 +247,9 @@ def add_wrk_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every run on stderr")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m benchmarks.http``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+def prepare_wrk_run(args: argparse.Namespace) -> int | None:
+    """Apply ``--quick``, check the options of :func:`add_wrk_arguments`, wrk and the
+    pinning tools: an exit status to return at once, or None to go on."""
     if args.quick:
         args.repeat, args.duration, args.warmup = 1, 1, 0
     if args.repeat < 1 or args.connections < 1 or args.duration < 1 or args.warmup < 0:
@@ -258,6 +258,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
     require_tools(args.cpu, args.client_policy == "batch")
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m benchmarks.http``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    status = prepare_wrk_run(args)
+    if status is not None:
+        return status
     settings = Settings(loops=args.loops, repeat=args.repeat, connections=args.connections,
                         duration=args.duration, warmup=args.warmup, cpu=args.cpu,
                         client_batch=args.client_policy == "batch", verbose=args.verbose)

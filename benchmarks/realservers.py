@@ -47,7 +47,6 @@ import importlib.metadata
 import importlib.util
 import json
 import platform
-import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
@@ -58,12 +57,11 @@ from benchmarks.echo import (
     loop_versions,
     point_text,
     ratio,
-    require_tools,
     run_point,
 )
 from benchmarks.echo import log as progress
 from benchmarks.http import Settings as HttpSettings
-from benchmarks.http import add_wrk_arguments, measure_once, wrk_version
+from benchmarks.http import add_wrk_arguments, measure_once, prepare_wrk_run, wrk_version
 from benchmarks.micro import (
     EXIT_LOOP_MISSING,
     LOOP_NAMES,
@@ -329,14 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--serve needs --loop")
         raise_fd_limit()
         return serve(args.serve, args.loop, args.port)
-    if args.quick:
-        args.repeat, args.duration, args.warmup = 1, 1, 0
-    if args.repeat < 1 or args.connections < 1 or args.duration < 1 or args.warmup < 0:
-        raise SystemExit("--repeat, --connections, --duration must be >= 1, --warmup >= 0")
-    if shutil.which("wrk") is None:
-        print("wrk not found: apt-get install wrk", file=sys.stderr)
-        return 2
-    require_tools(args.cpu, args.client_policy == "batch")
+    status = prepare_wrk_run(args)
+    if status is not None:
+        return status
     settings = Settings(loops=args.loops, repeat=args.repeat, connections=args.connections,
                         duration=args.duration, warmup=args.warmup, cpu=args.cpu,
                         client_batch=args.client_policy == "batch", verbose=args.verbose,

@@ -34,7 +34,8 @@ import tempfile
 import time
 from typing import Sequence
 
-from benchmarks.micro import LoopMissing, load_loop_factory, pin_to_cpu
+from benchmarks.micro import (LoopMissing, format_rate, format_ratio, format_table,
+                              load_loop_factory, pin_to_cpu)
 
 SIZES_KIB = (1, 64)
 POINTS = [f"echo {s} KiB" for s in SIZES_KIB] + ["handshake"]
@@ -130,19 +131,18 @@ def child_main(args: argparse.Namespace) -> int:
     pin_to_cpu(None if args.cpu == "none" else int(args.cpu))
     factory, _ = load_loop_factory(args.child)
     server_ctx, client_ctx = contexts(args.cert, args.key)
+
+    def work(seconds: float):
+        if args.point == "handshake":
+            return handshake_point(seconds, server_ctx, client_ctx)
+        size = int(args.point.split()[1]) * 1024
+        return echo_point(size, args.connections, seconds, server_ctx, client_ctx)
+
     loop = factory()
     try:
-        if args.point == "handshake":
-            work = handshake_point(args.seconds / 4, server_ctx, client_ctx)  # warm-up
-            loop.run_until_complete(work)
-            work = handshake_point(args.seconds, server_ctx, client_ctx)
-        else:
-            size = int(args.point.split()[1]) * 1024
-            loop.run_until_complete(echo_point(size, args.connections, args.seconds / 4,
-                                               server_ctx, client_ctx))
-            work = echo_point(size, args.connections, args.seconds, server_ctx, client_ctx)
+        loop.run_until_complete(work(args.seconds / 4))      # warm-up
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        ops = loop.run_until_complete(work)
+        ops = loop.run_until_complete(work(args.seconds))
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     finally:
         loop.close()
@@ -170,10 +170,6 @@ def run_child(loop_name: str, point: str, args: argparse.Namespace, cert: str, k
     if proc.returncode != 0:
         raise RuntimeError(f"{loop_name} {point}: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x / 1000:.3g}k" if x >= 1000 else f"{x:.3g}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,27 +213,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = ["point", "loop", "ops/s", "CPU µs/op", "ops/s ÷ uvloop", "cpu ÷ uvloop"]
     rows = []
     medians = {}
-    for key_, runs in results.items():
+    for point_loop, runs in results.items():
         rate = statistics.median(r["ops"] / r["wall"] for r in runs)
         cpu = statistics.median(r["cpu"] / max(r["ops"], 1) for r in runs)
-        medians[key_] = (rate, cpu)
+        medians[point_loop] = (rate, cpu)
     for point in POINTS:
         base = medians.get((point, "uvloop"))
         for name, _ in loops:
             rate, cpu = medians[(point, name)]
-            ratio = f"{rate / base[0]:.2f}x" if base else "-"
-            cratio = f"{cpu / base[1]:.2f}x" if base else "-"
-            rows.append([point, name, fmt_rate(rate), f"{cpu * 1e6:.1f}", ratio, cratio])
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-    else:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-        print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-        for r in rows:
-            print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+            rows.append([point, name, format_rate(rate), f"{cpu * 1e6:.1f}",
+                         format_ratio(rate / base[0] if base else None),
+                         format_ratio(cpu / base[1] if base else None)])
+    print(format_table(header, rows, markdown=args.markdown))
     return 0
 
 
