@@ -699,14 +699,9 @@ class Listener(socket.socket):
 
     def accept(self) -> tuple[socket.socket, Any]:
         """Receive one connection from the primary (BlockingIOError when none is queued)."""
-        msg, fds, _flags, _addr = socket.recv_fds(self, 16, 4)
-        if not fds:
-            if not msg:
-                raise ConnectionAbortedError("the primary closed the hand-off channel")
+        conn = _receive_connection(self)
+        if conn is None:
             raise BlockingIOError(errno.EAGAIN, "no connection")
-        for extra in fds[1:]:
-            os.close(extra)
-        conn = socket.socket(fileno=fds[0])
         try:
             peer = conn.getpeername()
         except OSError:
@@ -715,6 +710,20 @@ class Listener(socket.socket):
 
     def __repr__(self) -> str:
         return "<cluster.Listener fd=%d address=%r>" % (self.fileno(), self._address)
+
+
+def _receive_connection(channel: socket.socket) -> socket.socket | None:
+    """One message of a hand-off channel: the connection it carries, or None for a
+    message without one. ConnectionAbortedError at the end of the channel; the
+    socket's own errors (BlockingIOError when nothing is queued) pass through."""
+    msg, fds, _flags, _addr = socket.recv_fds(channel, 16, 4)
+    if not fds:
+        if not msg:
+            raise ConnectionAbortedError("the hand-off channel is closed")
+        return None
+    for extra in fds[1:]:
+        os.close(extra)
+    return socket.socket(fileno=fds[0])
 
 
 class _RoundRobin:
@@ -765,21 +774,16 @@ class _RoundRobin:
                 continue
             while True:
                 try:
-                    msg, fds, _flags, _addr = socket.recv_fds(peer, 16, 4)
-                except (BlockingIOError, InterruptedError):
-                    break
+                    conn = _receive_connection(peer)
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    break               # nothing more queued, or the end of the channel
                 except OSError as exc:
                     logger.error("round_robin: reading back worker %d's channel failed: %s",
                                  w.id, exc)
                     break
-                if not fds:
-                    if not msg:
-                        break           # end of the channel
-                    continue
-                for extra in fds[1:]:
-                    os.close(extra)
-                self.pending.append((index, socket.socket(fileno=fds[0])))
-                taken += 1
+                if conn is not None:
+                    self.pending.append((index, conn))
+                    taken += 1
         if taken:
             logger.warning("round_robin: %d connection(s) sent to worker %d (pid %d) before "
                            "it %s go to other workers", taken, w.id, w.pid,
