@@ -4,13 +4,12 @@ replaces the workers with no failed request, SIGTERM stops everything with statu
 from __future__ import annotations
 
 import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from test_cluster_run import STARTED, Primary, assert_gone, get, wait_workers_ready
+from test_cluster_run import (STARTED, Primary, assert_gone, get, requests_during_rolling_restart,
+                              wait_workers_ready)
 
 pytest.importorskip("phaseloop.http")
 pytestmark = pytest.mark.timeout(30)
@@ -48,27 +47,7 @@ def test_example_program_rolling_restart(primaries):
     p = Primary(["examples/cluster_app.py", "2", "0"], ROOT)
     primaries.append(p)
     before = wait_workers_ready(p, 2)
-    stop = threading.Event()
-    answers: list[int] = []
-    errors: list[BaseException] = []
-
-    def client() -> None:
-        while not stop.is_set():
-            try:
-                answers.append(get(p.port)["worker"])
-            except Exception as exc:  # noqa: BLE001 - counted
-                errors.append(exc)
-
-    t = threading.Thread(target=client)
-    t.start()
-    try:
-        time.sleep(0.2)
-        p.signal(signal.SIGHUP)
-        p.wait_for("rolling restart done")
-        time.sleep(0.3)
-    finally:
-        stop.set()
-        t.join(5)
+    answers, errors = requests_during_rolling_restart(p)
     assert not errors, (errors[:3], p.log)
     assert answers and not (set(answers[-10:]) & before)
     p.signal(signal.SIGINT)

@@ -235,6 +235,33 @@ def wait_workers_ready(p: Primary, n: int) -> set[int]:
     return seen
 
 
+def requests_during_rolling_restart(p: Primary) -> tuple[list[int], list[BaseException]]:
+    """SIGHUP ``p`` while a client thread does one request after another, until a moment
+    after the restart is done: the pids that answered, in order, and the errors."""
+    stop = threading.Event()
+    answers: list[int] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(get(p.port)["worker"])
+            except Exception as exc:  # noqa: BLE001 - the caller counts them
+                errors.append(exc)
+
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        time.sleep(0.2)
+        p.signal(signal.SIGHUP)
+        p.wait_for("rolling restart done")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        t.join(5)
+    return answers, errors
+
+
 @pytest.mark.parametrize("scheduling", ["shared", "reuse_port", "round_robin"])
 def test_serve_each_mode_then_sigterm(primaries, app_dir, scheduling):
     p = serve(primaries, app_dir, "--scheduling", scheduling)
@@ -279,27 +306,7 @@ def test_shutdown_finishes_requests_in_flight(primaries, app_dir, scheduling, si
 def test_sighup_rolling_restart_drops_no_request(primaries, app_dir, scheduling):
     p = serve(primaries, app_dir, "--scheduling", scheduling)
     before = wait_workers_ready(p, 2)
-    stop = threading.Event()
-    answers: list[int] = []
-    errors: list[BaseException] = []
-
-    def client() -> None:
-        while not stop.is_set():
-            try:
-                answers.append(get(p.port)["worker"])
-            except Exception as exc:  # noqa: BLE001 - the test counts them
-                errors.append(exc)
-
-    t = threading.Thread(target=client)
-    t.start()
-    try:
-        time.sleep(0.2)
-        p.signal(signal.SIGHUP)
-        p.wait_for("rolling restart done")
-        time.sleep(0.3)
-    finally:
-        stop.set()
-        t.join(5)
+    answers, errors = requests_during_rolling_restart(p)
     if scheduling == "reuse_port" and not TCP_MIGRATE_REQ:
         # Closing a SO_REUSEPORT listener resets the connections still in its accept
         # queue unless net.ipv4.tcp_migrate_req=1 (docs/cluster.md): a few may fail.

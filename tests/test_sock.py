@@ -10,10 +10,12 @@ asyncio.AbstractEventLoop (it would raise NotImplementedError).
 """
 import asyncio
 import errno
+import gc
 import io
 import os
 import socket
 import ssl
+import weakref
 
 import pytest
 
@@ -662,20 +664,18 @@ def test_cancelled_recv_keeps_a_reader_that_replaced_it(loop, socket_pair):
 
 def test_abandoned_wait_frees_its_task_and_socket(loop, socket_pair):
     """A cancelled sock_recv leaves no reference to its task or socket behind."""
-    import gc
-    import weakref
     _, b = socket_pair
     sock = socket.socket(fileno=os.dup(b.fileno()))
     sock.setblocking(False)
 
-    async def main():
+    async def main(sock):
         task = loop.create_task(loop.sock_recv(sock, 100))
         await until_pending(task)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         return weakref.ref(task)
 
-    task_ref = run(loop, main())
+    task_ref = run(loop, main(sock))
     sock_ref = weakref.ref(sock)
     sock.close()
     del sock
