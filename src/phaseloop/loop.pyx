@@ -740,45 +740,99 @@ cdef class _Loop:
         self._check_callback(callback, 'add_writer' if write else 'add_reader')
         fd = _fd_of(fileobj)
         self._ensure_fd_no_transport(fd)
-        cdef FdWatcher w = self._watcher(fd)
+        cdef FdWatcher w = self._fd_watchers.get(fd)
+        if w is not None and w._stale_for(fileobj):
+            # The fd was closed while watched and now belongs to fileobj: the
+            # old callbacks must not see its events, and the new file must be
+            # registered with the backend afresh.
+            self._drop_watcher(w)
+            w = None
+        if w is None:
+            w = self._watcher(fd)
         cdef Handle old
         cdef Handle h = self._new_handle(callback, args, None)
         if write:
             old, w.writer = w.writer, h
+            old_obj, w.writer_obj = w.writer_obj, fileobj
         else:
             old, w.reader = w.reader, h
+            old_obj, w.reader_obj = w.reader_obj, fileobj
         try:
             w._apply()
         except BaseException:
             if write:
-                w.writer = old
+                w.writer, w.writer_obj = old, old_obj
             else:
-                w.reader = old
+                w.reader, w.reader_obj = old, old_obj
             raise
         self._fd_watchers[fd] = w
         if old is not None:
             old.cancel()
         return h
 
+    cdef FdWatcher _registered_watcher(self, fileobj, fd):
+        """The watcher fileobj is registered on, or None.  A closed socket
+        (fd < 0) is found by identity, as asyncio's selector finds its key;
+        a socket that reuses the fd of a closed, still watched one is not
+        registered."""
+        cdef FdWatcher w
+        if fd < 0:
+            for w in self._fd_watchers.values():
+                if w._owned_by(fileobj):
+                    return w
+            raise ValueError(f"Invalid file descriptor: {fd}")
+        w = self._fd_watchers.get(fd)
+        if w is not None and not isinstance(fileobj, int) and w._stale_for(fileobj):
+            return None
+        return w
+
+    cdef _drop_watcher(self, FdWatcher w):
+        """Forget a watcher whose object was closed: its callbacks are
+        cancelled and it leaves the core."""
+        w._kill()
+        del self._fd_watchers[w.io.fd]
+        w.reader_obj = w.writer_obj = None
+        old_reader, old_writer = w.reader, w.writer
+        w.reader = w.writer = None
+        for h in (old_reader, old_writer):
+            if h is not None:
+                (<Handle>h).cancel()
+
+    cdef int _watch_own_fd(self, pl_io_t *io, unsigned events) except? -1:
+        """pl_io_set for a watcher of the loop's own (a transport, the
+        signal socket): a user watcher left on the fd number by a socket
+        closed while watched gives way.  A negative errno on failure."""
+        cdef int r = pl_io_set(self.loop, io, events)
+        cdef FdWatcher w
+        if r == -EEXIST:
+            w = self._fd_watchers.get(io.fd)
+            if w is not None and w._stale_for(None):
+                self._drop_watcher(w)
+                r = pl_io_set(self.loop, io, events)
+        return r
+
     cdef bint _remove_fd_callback(self, fileobj, bint write) except -1:
-        fd = _fd_of(fileobj)
+        fd = _fileno(fileobj)
         if self._closed:
             return False
-        self._ensure_fd_no_transport(fd)
+        if fd >= 0:
+            self._ensure_fd_no_transport(fd)
         self._check_fork()
-        cdef FdWatcher w = self._fd_watchers.get(fd)
+        cdef FdWatcher w = self._registered_watcher(fileobj, fd)
         if w is None:
             return False
+        if fd < 0:
+            w._kill()
         cdef Handle old = w.writer if write else w.reader
         if old is None:
             return False
         if write:
-            w.writer = None
+            w.writer = w.writer_obj = None
         else:
-            w.reader = None
+            w.reader = w.reader_obj = None
         w._apply()
         if w.reader is None and w.writer is None:
-            del self._fd_watchers[fd]
+            del self._fd_watchers[w.io.fd]
         old.cancel()
         return True
 
@@ -805,14 +859,16 @@ cdef class _Loop:
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
-    cdef Handle _watch_sock(self, int fd, bint write, _SockWait wait):
-        """Make wait the socket's reader or writer; the caller unwatches it."""
-        return self._set_fd_callback(fd, write, wait, ())
+    cdef Handle _watch_sock(self, sock, bint write, _SockWait wait):
+        """Make wait the socket's reader or writer; the caller unwatches it.
+        Registered with the socket object, not its fd, so the watcher is
+        still found if another task closes the socket meanwhile."""
+        return self._set_fd_callback(sock, write, wait, ())
 
-    cdef _unwatch_sock(self, int fd, bint write, Handle handle):
+    cdef _unwatch_sock(self, sock, bint write, Handle handle):
         # Unless the watcher was replaced meanwhile (that cancelled it).
         if not handle._cancelled:
-            self._remove_fd_callback(fd, write)
+            self._remove_fd_callback(sock, write)
 
     async def _sock_call(self, sock, bint write, str method, *args):
         """sock.<method>(*args) at once, or once sock is ready if it would
@@ -823,12 +879,11 @@ cdef class _Loop:
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        fd = sock.fileno()
-        handle = self._watch_sock(fd, write, _SockWait(_SOCK_CALL, fut, sock, method, args))
+        handle = self._watch_sock(sock, write, _SockWait(_SOCK_CALL, fut, sock, method, args))
         try:
             return await fut
         finally:
-            self._unwatch_sock(fd, write, handle)
+            self._unwatch_sock(sock, write, handle)
 
     def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket (a coroutine)."""
@@ -856,14 +911,13 @@ cdef class _Loop:
         if n == len(data):
             return
         fut = self.create_future()
-        fd = sock.fileno()
         wait = _SockWait(_SOCK_SENDALL, fut, sock, None, (memoryview(data),))
         wait.pos = n
-        handle = self._watch_sock(fd, True, wait)
+        handle = self._watch_sock(sock, True, wait)
         try:
             return await fut
         finally:
-            self._unwatch_sock(fd, True, handle)
+            self._unwatch_sock(sock, True, handle)
 
     def sock_sendto(self, sock, data, address):
         """Send a datagram to address; the number of bytes sent (a coroutine)."""
@@ -885,12 +939,11 @@ cdef class _Loop:
         else:
             return
         fut = self.create_future()
-        fd = sock.fileno()
-        handle = self._watch_sock(fd, True, _SockWait(_SOCK_CONNECTED, fut, sock, None, (address,)))
+        handle = self._watch_sock(sock, True, _SockWait(_SOCK_CONNECTED, fut, sock, None, (address,)))
         try:
             return await fut
         finally:
-            self._unwatch_sock(fd, True, handle)
+            self._unwatch_sock(sock, True, handle)
             fut = None    # break the cycle through a raised exception's traceback
 
     async def sock_accept(self, sock):
@@ -901,12 +954,11 @@ cdef class _Loop:
         wait()
         if fut.done():
             return fut.result()
-        fd = sock.fileno()
-        handle = self._watch_sock(fd, False, wait)
+        handle = self._watch_sock(sock, False, wait)
         try:
             return await fut
         finally:
-            self._unwatch_sock(fd, False, handle)
+            self._unwatch_sock(sock, False, handle)
 
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
         """Send a file with os.sendfile (zero copy), or read/send if the file
@@ -938,12 +990,11 @@ cdef class _Loop:
         try:
             wait()
             if not fut.done():
-                fd = sock.fileno()
-                handle = self._watch_sock(fd, True, wait)
+                handle = self._watch_sock(sock, True, wait)
                 try:
                     await fut
                 finally:
-                    self._unwatch_sock(fd, True, handle)
+                    self._unwatch_sock(sock, True, handle)
             return fut.result()
         finally:
             if state[1] > 0:
