@@ -42,7 +42,12 @@ cdef object _isfuture = _futures.isfuture
 cdef object _Future = _futures.Future
 cdef object _Task = _tasks.Task
 cdef object _get_ident = threading.get_ident
-cdef bint _HAS_EAGER_TASKS = sys.version_info >= (3, 12)
+# From 3.14 create_task() hands every keyword, name= included, to the task
+# factory (CPython gh-128306).
+cdef bint _FACTORY_TAKES_NAME = sys.version_info >= (3, 14)
+# From 3.12 a custom exception handler runs in the context of the task,
+# future or handle that failed (CPython gh-96704).
+cdef bint _HANDLER_IN_FAILING_CONTEXT = sys.version_info >= (3, 12)
 
 BACKEND = pl_backend_name().decode()
 
@@ -560,22 +565,20 @@ cdef class _Loop:
     def create_future(self):
         return _Future(loop=self)
 
-    def create_task(self, coro, *, name=None, context=None, **kwargs):
-        """Schedule a coroutine as a Task (through the task factory, if set)."""
+    def create_task(self, coro, **kwargs):
+        """Schedule a coroutine as a Task (through the task factory, if set).
+
+        Every keyword (name, context, eager_start...) goes to the Task, or
+        to the task factory, as CPython 3.14 passes them; before 3.14 the
+        factory is not given name=, which is set on the task it returns, as
+        asyncio of those versions does.
+        """
         self._check_closed()
-        if kwargs:
-            if set(kwargs) - {'eager_start'} or not _HAS_EAGER_TASKS:
-                raise TypeError(
-                    f'create_task() got an unexpected keyword argument {next(iter(kwargs))!r}')
-        if self._task_factory is None:
-            task = _Task(coro, loop=self, name=name, context=context, **kwargs)
-            if self._debug and task._source_traceback:
-                del task._source_traceback[-1]
-        else:
-            if context is None and not kwargs:
-                task = self._task_factory(self, coro)
-            else:
-                task = self._task_factory(self, coro, context=context, **kwargs)
+        if self._task_factory is not None:
+            if _FACTORY_TAKES_NAME:
+                return self._task_factory(self, coro, **kwargs)
+            name = kwargs.pop('name', None)
+            task = self._task_factory(self, coro, **kwargs)
             if name is not None:
                 try:
                     set_name = task.set_name
@@ -583,6 +586,10 @@ cdef class _Loop:
                     pass
                 else:
                     set_name(name)
+            return task
+        task = _Task(coro, loop=self, **kwargs)
+        if self._debug and task._source_traceback:
+            del task._source_traceback[-1]
         return task
 
     def set_task_factory(self, factory):
