@@ -645,7 +645,11 @@ cdef class _Loop:
                 logger.error('Exception in default exception handler', exc_info=True)
             return
         try:
-            self._exception_handler(self, context)
+            ctx = _failing_context(context) if _HANDLER_IN_FAILING_CONTEXT else None
+            if ctx is not None:
+                ctx.run(self._exception_handler, self, context)
+            else:
+                self._exception_handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -697,7 +701,7 @@ cdef class _Loop:
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                h._report(exc)
+                h._report(exc, callback, args, context)
             dt = (pl_clock_ns() - t0) * 1e-9
             if dt >= self.slow_callback_duration:
                 logger.warning('Executing %s took %.3f seconds', _format_handle(h), dt)
@@ -1244,6 +1248,20 @@ def _loop_idle_active(_Loop loop):
     """(idle, active) seconds of a phaseloop loop, including a run in progress."""
     loop._check_closed()
     return loop._idle_active()
+
+
+cdef object _failing_context(context):
+    """The contextvars.Context of what failed, found as asyncio 3.12+ finds
+    it: the task, else the future, else the handle, if it has get_context()."""
+    thing = context.get("task")
+    if thing is None:
+        thing = context.get("future")
+    if thing is None:
+        thing = context.get("handle")
+    if thing is None or not hasattr(thing, "get_context"):
+        return None
+    ctx = thing.get_context()
+    return ctx if hasattr(ctx, "run") else None
 
 
 def _set_result_unless_done(fut, result):
