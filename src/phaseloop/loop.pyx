@@ -231,10 +231,13 @@ cdef class _Loop:
         h._setup(self, callback, args, context)
         return h
 
+    cdef inline void _push_ready(self, Handle h):
+        _own(h)                 # the ready queue's reference
+        pl_ready_push(self.loop, &h.node)
+
     cdef Handle _call_soon(self, callback, tuple args, context):
         cdef Handle h = self._new_handle(callback, args, context)
-        _own(h)
-        pl_ready_push(self.loop, &h.node)
+        self._push_ready(h)
         return h
 
     def call_soon(self, callback, *args, context=None):
@@ -249,9 +252,14 @@ cdef class _Loop:
         """call_soon from any thread; wakes the loop if it is waiting."""
         self._check_closed()
         self._check_callback(callback, 'call_soon_threadsafe')
-        # The GIL serialises this push with the loop thread, which touches
-        # the ready queue only while it holds the GIL.
-        h = self._call_soon(callback, args, context)
+        cdef Handle h = self._new_handle(callback, args, context)
+        # Making the handle may run Python code (debug mode captures the
+        # stack; a collection may run finalizers), and with it the loop's
+        # thread, which may close the loop and free the core: check again.
+        # From here to the wakeup nothing lets go of the GIL, which
+        # serialises this push with the loop thread.
+        self._check_closed()
+        self._push_ready(h)
         pl_loop_wakeup(self.loop)
         return h
 
