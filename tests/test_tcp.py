@@ -867,6 +867,26 @@ def test_transport_protocol_accessors(loop):
     assert proto.size == 0 and bytes(other.data) == b"to the new protocol"
 
 
+def test_a_transports_method_can_be_replaced_on_the_instance(loop):
+    # asyncio's transports are Python objects; test suites replace a method
+    # on one connection (uvicorn's websocket tests: `transport.write = ...`).
+    swallowed = []
+
+    async def main():
+        server, transport, proto = await connected(loop)
+        transport.write = swallowed.append
+        transport.write(b"never sent")
+        assert transport.get_write_buffer_size() == 0
+        del transport.write
+        transport.write(b"sent")
+        transport.close()
+        await proto.lost
+        await close_server(server)
+
+    run(loop, main())
+    assert swallowed == [b"never sent"]
+
+
 # ---- connection options and errors -------------------------------------------------------
 
 

@@ -87,6 +87,11 @@ cdef class _FdTransport:
     cdef Py_ssize_t _high
     cdef Py_ssize_t _low
     cdef object __weakref__
+    # Instance attributes, as asyncio's Python transports take them: test
+    # suites replace a transport's method on one connection (uvicorn's
+    # websocket tests swallow pongs with `transport.write = ...`).  The
+    # dict is made on first use; the C paths never look in it.
+    cdef dict __dict__
 
     def __init__(self, *args, **kwargs):
         raise TypeError("phaseloop transports are created by the loop")
