@@ -241,24 +241,52 @@ cdef class _Loop:
         return self._call_soon(callback, args, context)
 
     def call_soon_threadsafe(self, callback, *args, context=None):
-        """call_soon from any thread; wakes the loop if it is waiting."""
+        """call_soon from any thread; wakes the loop if it is waiting.
+
+        From another thread while the loop runs, the callback is delivered
+        in the next poll phase, among its I/O callbacks, as libuv delivers
+        Node's thread-pool completions: a Task resumed by it (an awaited
+        run_in_executor or asyncio.to_thread) sees call_immediate run before
+        call_later(0). From the loop's own thread, or while the loop is not
+        running, it is call_soon."""
         self._check_closed()
         self._check_callback(callback, 'call_soon_threadsafe')
-        # The GIL serialises this push with the loop thread, which touches
-        # the ready queue only while it holds the GIL.
-        h = self._call_soon(callback, args, context)
+        # The GIL serialises these pushes with the loop thread, which touches
+        # its queues only while it holds the GIL.
+        if self._thread_id is None or _get_ident() == self._thread_id:
+            h = self._call_soon(callback, args, context)
+        else:
+            h = self._new_handle(callback, args, context)
+            _own(h)
+            pl_poll_push(self.loop, &(<Handle>h).node)
         pl_loop_wakeup(self.loop)
+        return h
+
+    cdef Handle _new_queued_handle(self, callback, tuple args, context, str method):
+        """The checks of a one-shot scheduling method, then its owned Handle,
+        for the caller to push on its queue."""
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+        self._check_callback(callback, method)
+        cdef Handle h = self._new_handle(callback, args, context)
+        _own(h)
+        return h
+
+    def call_pending(self, callback, *args, context=None):
+        """Run callback(*args) in the pending phase of the next iteration:
+        libuv's deferred I/O callbacks. For an I/O operation that completed
+        at once but must be delivered as I/O is (phaseloop.streams hands a
+        file read served from the page cache over this way), so its
+        continuation sees call_immediate run before call_later(0)."""
+        cdef Handle h = self._new_queued_handle(callback, args, context, 'call_pending')
+        pl_pending_push(self.loop, &h.node)
         return h
 
     def call_immediate(self, callback, *args, context=None):
         """Node's setImmediate: run callback(*args) in the check phase of
         this iteration (or the next, if called from the check phase)."""
-        self._check_closed()
-        if self._debug:
-            self._check_thread()
-        self._check_callback(callback, 'call_immediate')
-        cdef Handle h = self._new_handle(callback, args, context)
-        _own(h)
+        cdef Handle h = self._new_queued_handle(callback, args, context, 'call_immediate')
         pl_check_push(self.loop, &h.node)
         return h
 
