@@ -9,6 +9,7 @@ chain has finished, so middlewares may still change it after ``await next()``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import socket
@@ -16,7 +17,7 @@ from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Iterator, Mapping
 from urllib.parse import parse_qsl, unquote
 
-from ..middleware import compose
+from ..middleware import _arity, compose
 
 __all__ = ["App", "ClientDisconnected", "HTTPError", "Headers", "Request", "Response"]
 
@@ -389,9 +390,46 @@ def _normalize(path: str) -> str:
     return path
 
 
+def _mounted(prefix: str, inner: Middleware) -> Middleware:
+    """``inner`` for requests to ``prefix`` and below; the others go on
+    with ``next`` (an error handler's shape is kept: four parameters)."""
+    def applies(req: Request) -> bool:
+        p = req.path
+        return prefix == "/" or p == prefix or p.startswith(prefix + "/")
+
+    if _arity(inner) == 4:
+        async def mounted_error_handler(err: BaseException, req: Request, res: Response,
+                                        next: Any) -> Any:
+            if applies(req):
+                return await _awaited(inner(err, req, res, next))
+            return await next(err)
+        mw: Middleware = mounted_error_handler
+    else:
+        async def mounted(req: Request, res: Response, next: Any) -> Any:
+            if applies(req):
+                return await _awaited(inner(req, res, next))
+            return await next()
+        mw = mounted
+    mw.__qualname__ = f"use({prefix!r}, {getattr(inner, '__qualname__', inner)})"
+    return mw
+
+
+async def _awaited(result: Any) -> Any:
+    """What a middleware returned, awaited if it is awaitable (a plain ``def``
+    middleware returns None or next()'s awaitable)."""
+    return await result if inspect.isawaitable(result) else result
+
+
 def _handler_layer(handler: Handler) -> Callable[..., Awaitable[Any]]:
-    async def run_handler(req: Request, res: Response, next: Any = None) -> Any:
-        result = await handler(req, res)
+    """A route handler as the last layer of its route: ``handler(req, res)``,
+    or ``handler(req, res, next)`` when it takes a third parameter (to call
+    ``next(err)``); ``async def`` or plain; what it returns is sent."""
+    takes_next = _arity(handler) >= 3
+
+    async def run_handler(req: Request, res: Response, next: Any) -> Any:
+        result = handler(req, res, next) if takes_next else handler(req, res)
+        if inspect.isawaitable(result):
+            result = await result
         if result is not None and not res.sent:
             res.send(result)
         return result
@@ -425,6 +463,8 @@ class App:
         self.body_timeout = body_timeout
         self.max_pipelined = max_pipelined
         self._middlewares: list[Middleware] = []
+        self._error_handlers: list[Middleware] = []
+        self._routes_take_next = False
         self._static: dict[str, _Route] = {}
         self._dynamic: list[_Route] = []
         self._chain: Callable[..., Awaitable[Any]] | None = None
@@ -433,24 +473,26 @@ class App:
     # -- building ------------------------------------------------------------------
 
     def use(self, path_or_middleware: Any, middleware: Middleware | None = None) -> "App":
-        """Add a middleware ``async def mw(req, res, next)``; with a path
-        first, it runs only for that path and the paths below it."""
+        """Add a middleware ``async def mw(req, res, next)`` (or a plain
+        ``def`` calling ``next()`` without awaiting it, as in Express); with a
+        path first, it runs only for that path and the paths below it.
+
+        A middleware with four parameters, ``(err, req, res, next)``, handles
+        errors, as in Express: it runs when a middleware or handler raised or
+        called ``next(err)``. Error handlers run after the router, in the
+        order they were added; one that neither answers nor passes the error
+        on with ``next(err)`` has handled it. An error none handles is
+        answered 500 (or its HTTPError's status)."""
         if middleware is None:
             mw = path_or_middleware
         else:
-            prefix = _normalize(str(path_or_middleware))
-            inner = middleware
-
-            async def mounted(req: Request, res: Response, next: Any) -> Any:
-                p = req.path
-                if prefix == "/" or p == prefix or p.startswith(prefix + "/"):
-                    return await inner(req, res, next)
-                return await next()
-            mounted.__qualname__ = f"use({prefix!r}, {getattr(inner, '__qualname__', inner)})"
-            mw = mounted
+            mw = _mounted(_normalize(str(path_or_middleware)), middleware)
         if not callable(mw):
             raise TypeError(f"middleware must be callable, got {type(mw).__name__}")
-        self._middlewares.append(mw)
+        if _arity(mw) == 4:
+            self._error_handlers.append(mw)
+        else:
+            self._middlewares.append(mw)
         self._chain = None
         return self
 
@@ -474,6 +516,9 @@ class App:
                     self._dynamic.append(route)
             layer = _handler_layer(handler)
             route.handlers[method] = compose([*middlewares, layer]) if middlewares else layer
+            if middlewares or _arity(handler) >= 3:
+                self._routes_take_next = True   # they may call next(err): run the chain
+                self._chain = None
             return handler
         return register
 
@@ -520,14 +565,17 @@ class App:
             if "GET" in handlers:
                 allowed.append("HEAD")
             raise HTTPError(405, "Method Not Allowed", headers={"Allow": ", ".join(allowed)})
-        return await handler(req, res)
+        # The chain's next (None when the App runs no chain: then no route has
+        # middlewares or takes next): a route's next(err) reaches the error handlers.
+        return await handler(req, res, next)
 
     def handle(self, req: Request, res: Response) -> Awaitable[Any]:
         """Run the middleware chain and the router for one request."""
         chain = self._chain
         if chain is None:
-            if self._middlewares:
-                chain = self._chain = compose([*self._middlewares, self._router])
+            if self._middlewares or self._error_handlers or self._routes_take_next:
+                chain = self._chain = compose([*self._middlewares, self._router,
+                                               *self._error_handlers])
             else:
                 router = self._router
                 chain = self._chain = lambda req, res: router(req, res, None)
