@@ -46,6 +46,16 @@ cdef bint _HAS_EAGER_TASKS = sys.version_info >= (3, 12)
 
 BACKEND = pl_backend_name().decode()
 
+# Set by phaseloop.cluster.share_servers() in a worker: an async
+# provider(host, port, backlog) -> listening socket that create_server(host,
+# port) uses instead of binding (the primary's socket, as in Node's cluster).
+cdef object _server_socket_provider = None
+
+
+def _set_server_socket_provider(provider):
+    global _server_socket_provider
+    _server_socket_provider = provider
+
 include "handles.pxi"
 include "io.pxi"
 include "signals.pxi"

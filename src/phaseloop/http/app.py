@@ -13,6 +13,7 @@ import inspect
 import json
 import re
 import socket
+import sys
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Iterator, Mapping
 from urllib.parse import parse_qsl, unquote
@@ -590,8 +591,20 @@ class App:
 
     async def listen(self, port: int = 0, host: str = "127.0.0.1", **kwargs: Any) -> asyncio.AbstractServer:
         """Start serving on host:port on the running loop; returns the server
-        (already serving; ``server.sockets[0].getsockname()`` for port 0)."""
+        (already serving; ``server.sockets[0].getsockname()`` for port 0).
+
+        In a ``phaseloop.cluster`` worker the primary opens host:port once and
+        hands it to every worker that listens there, with the cluster's
+        scheduling policy (``cluster.server_socket``): as in Node, every worker
+        may call ``app.listen(3000)`` (unless ``reuse_port=True`` is given: then
+        the worker binds its own socket)."""
         loop = asyncio.get_running_loop()
+        cluster = sys.modules.get("phaseloop.cluster")    # imported by any cluster worker
+        if cluster is not None and cluster.worker is not None and not kwargs.get("reuse_port"):
+            sock = await cluster.server_socket(host, port, backlog=kwargs.pop("backlog", 511))
+            kwargs.pop("reuse_address", None)
+            kwargs.pop("reuse_port", None)
+            return await loop.create_server(self._factory(), sock=sock, **kwargs)
         kwargs.setdefault("reuse_address", True)
         return await loop.create_server(self._factory(), host, port, **kwargs)
 
