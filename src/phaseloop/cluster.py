@@ -999,8 +999,9 @@ class _SharedServer:
     cluster): the primary's socket, the workers using it, and in round_robin mode the
     hand-off channel of each worker."""
 
-    def __init__(self, sid: int, mode: str, sock: socket.socket) -> None:
+    def __init__(self, sid: int, key: tuple, mode: str, sock: socket.socket) -> None:
         self.id = sid
+        self.key = key
         self.mode = mode
         self.sock = sock
         self.address = sock.getsockname()
@@ -1055,13 +1056,12 @@ class _SharedServers:
             backlog = int(req.get("backlog") or 511)
             (sock,) = _open_listeners([(host, port)], mode, backlog)
             self.next_id += 1
-            server = _SharedServer(self.next_id, mode, sock)
+            server = _SharedServer(self.next_id, key, mode, sock)
             if mode == "round_robin":
                 server.rr = _RoundRobin(asyncio.get_running_loop(), [sock],
                                         channels=server.handoff.__getitem__)
             self.by_key[key] = server
             self.by_id[server.id] = server
-            server.key = key  # type: ignore[attr-defined]
         server.users.add(w)
         w.once("exit", lambda *args: self._drop(server, w))
         return server
@@ -1104,7 +1104,7 @@ class _SharedServers:
         if server.rr is not None:
             server.rr.close()
         server.sock.close()
-        self.by_key.pop(server.key, None)  # type: ignore[attr-defined]
+        self.by_key.pop(server.key, None)
         self.by_id.pop(server.id, None)
 
     def close_in_child(self) -> None:
