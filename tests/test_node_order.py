@@ -85,6 +85,11 @@ EXPECTED = {
     "file_stream_read_order": [
         "after a chunk is read: microtask, immediate, timeout (20 of 20)",
     ],
+    # Node runs an I/O callback's microtasks before the next I/O callback
+    # (phaseloop differs: PHASELOOP_ORDER below).
+    "poll_batch_microtasks": ["a: data", "a: microtask", "b: data", "b: microtask"],
+    # Node's nextTick queue runs before its promise queue (phaseloop differs).
+    "next_tick_before_promise": ["nextTick callback", "promise callback"],
     # Node runs a microtask chain to its end before anything else (phaseloop
     # differs: PHASELOOP_ORDER below).
     "microtask_chain": [
@@ -105,6 +110,10 @@ PHASELOOP_ORDER = {
         "microtask",
         "immediate",
     ],
+    # The poll phase's I/O callbacks run as a batch, then one drain.
+    "poll_batch_microtasks": ["a: data", "b: data", "a: microtask", "b: microtask"],
+    # One ready queue, FIFO.
+    "next_tick_before_promise": ["promise callback", "nextTick callback"],
     # The ready queue is drained a snapshot at a time (docs/phases.md): a chain
     # advances one link per drain. From an immediate: the drain after it, at the
     # start of the check hooks, of the close phase and of the timers phase, then
