@@ -132,3 +132,4 @@ cdef extern from "Python.h":
     object PyContext_CopyCurrent()
     int PyErr_CheckSignals() except -1
     bint PyCallable_Check(object o)
+    unsigned long PyThread_get_thread_ident()

@@ -129,6 +129,7 @@ cdef class _Loop:
     cdef bint _forked
     cdef bint _debug
     cdef object _thread_id
+    cdef unsigned long _thread_ident     # _thread_id as a C value, while running
     cdef object _fatal
     cdef object _exception_handler
     cdef object _task_factory
@@ -263,7 +264,7 @@ cdef class _Loop:
         self._check_callback(callback, 'call_soon_threadsafe')
         # The GIL serialises these pushes with the loop thread, which touches
         # its queues only while it holds the GIL.
-        if self._thread_id is None or _get_ident() == self._thread_id:
+        if self._thread_id is None or PyThread_get_thread_ident() == self._thread_ident:
             h = self._call_soon(callback, args, context)
         else:
             h = self._new_handle(callback, args, context)
@@ -442,6 +443,7 @@ cdef class _Loop:
         self._set_coroutine_origin_tracking(self._debug)
         old_agen_hooks = sys.get_asyncgen_hooks()
         self._thread_id = _get_ident()
+        self._thread_ident = PyThread_get_thread_ident()
         previous_wakeup = None
         try:
             sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
@@ -1240,6 +1242,7 @@ cdef object _format_handle(Handle h):
 
 cdef extern from "errno.h":
     int c_errno "errno"
+
 
 
 cdef int errno_value():
