@@ -279,3 +279,22 @@ def test_primary_on_asyncio_default_loop():
     got, code, pid = asyncio.run(primary())
     assert (got, code) == (["phaseloop"], 0)
     assert_reaped(pid)
+
+
+def test_ctrl_c_ends_a_worker_by_the_signal_without_a_traceback(capfd):
+    async def child():
+        await asyncio.sleep(30)
+
+    async def primary():
+        online = asyncio.get_running_loop().create_future()
+        cluster.on("online", lambda w: online.done() or online.set_result(w))
+        w = cluster.fork(target=child)
+        ended = exit_future(w)
+        await online
+        os.kill(w.pid, signal.SIGINT)      # what Ctrl-C sends every process of the group
+        return w, await ended
+
+    w, (code, sig) = run_primary(primary)
+    assert (code, sig) == (None, signal.SIGINT) and str(sig) == "SIGINT"
+    assert "Traceback" not in capfd.readouterr().err
+    assert_reaped(w.pid)

@@ -712,6 +712,7 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
                    target: Callable[[], Any], old_mask: Any) -> None:
     global is_primary, is_worker, worker
     status = 1
+    interrupted = False
     try:
         try:
             _reset_signals_in_child()
@@ -739,6 +740,10 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
             status = code if isinstance(code, int) else (0 if code is None else 1)
             if not isinstance(code, int) and code is not None:
                 print(code, file=sys.stderr)
+        except KeyboardInterrupt:
+            # Ctrl-C reaches every process of the group: a worker ends by the
+            # signal, with no traceback, as a Node worker does.
+            interrupted = True
         except BaseException:  # noqa: BLE001 - the process ends here either way
             traceback.print_exc()
             status = 1
@@ -746,6 +751,9 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+            if interrupted:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGINT)
         finally:
             os._exit(status if isinstance(status, int) else 0)
 
