@@ -20,7 +20,7 @@ import pytest
 
 from conftest import open_fd_count
 from phaseloop import cluster
-from test_cluster import assert_reaped, exit_future, run_primary
+from test_cluster import assert_reaped, end_a_sleeping_worker, exit_future, run_primary
 from test_cluster_run import Primary, assert_gone, primaries  # noqa: F401
 
 pytestmark = [pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
@@ -191,27 +191,15 @@ def test_server_socket_outside_a_cluster_is_a_listening_socket():
 
 
 def test_exit_signal_prints_its_name():
-    async def child():
-        await asyncio.sleep(30)
+    printed = []
 
-    async def primary():
-        loop = asyncio.get_running_loop()
-        printed = loop.create_future()
-        online = loop.create_future()
-        cluster.on("online", lambda w: online.done() or online.set_result(w))
+    @cluster.on("exit")
+    def on_exit(worker, code, sig):
+        printed.append(f"worker {worker.id} died ({sig})")
 
-        @cluster.on("exit")
-        def on_exit(worker, code, sig):
-            printed.set_result(f"worker {worker.id} died ({sig})")
-
-        assert on_exit.__name__ == "on_exit"      # the decorator returned the function
-        w = cluster.fork(target=child)
-        await online
-        os.kill(w.pid, signal.SIGKILL)
-        return w, await printed
-
-    w, line = run_primary(primary)
-    assert line == f"worker {w.id} died (SIGKILL)"
+    assert on_exit.__name__ == "on_exit"          # the decorator returned the function
+    w, (code, sig) = end_a_sleeping_worker(lambda w: os.kill(w.pid, signal.SIGKILL))
+    assert printed == [f"worker {w.id} died (SIGKILL)"]
     assert w.signal_code == signal.SIGKILL and str(w.signal_code) == "SIGKILL"
     assert isinstance(w.signal_code, cluster.ExitSignal)
     assert_reaped(w.pid)
