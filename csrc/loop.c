@@ -41,6 +41,7 @@ void pl_callback_init(pl_callback_t *cb, pl_callback_fn fn, void *data)
 
 void pl_ready_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->ready, &cb->node); }
 void pl_pending_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->pending, &cb->node); }
+void pl_poll_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->poll_queue, &cb->node); }
 void pl_check_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->check, &cb->node); }
 void pl_closing_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->closing, &cb->node); }
 
@@ -161,6 +162,7 @@ pl_loop_t *pl_loop_new(const pl_runtime_t *runtime)
     pl_queue_init(&loop->due);
     pl_queue_init(&loop->ready);
     pl_queue_init(&loop->pending);
+    pl_queue_init(&loop->poll_queue);
     pl_queue_init(&loop->check);
     pl_queue_init(&loop->closing);
     pl_queue_init(&loop->idle_hooks);
@@ -209,6 +211,7 @@ void pl_loop_free(pl_loop_t *loop)
     int forked = getpid() != loop->pid;
     queue_detach_all(&loop->ready);
     queue_detach_all(&loop->pending);
+    queue_detach_all(&loop->poll_queue);
     queue_detach_all(&loop->check);
     queue_detach_all(&loop->closing);
     queue_detach_all(&loop->idle_hooks);
@@ -249,11 +252,17 @@ static int drain_ready(pl_loop_t *loop)
     return loop->break_flag;
 }
 
-/* Run a snapshot of a one-shot queue (pending, check, closing). */
+/* Run a snapshot of a one-shot queue (pending, check, closing). The phase
+ * starts with a drain: a callback queued by the last drain of the phase
+ * before runs ahead of this phase's callbacks, as a microtask queued in a
+ * Node callback runs before the next phase (and a callback that drain
+ * queues here runs in this phase). */
 static int run_queue(pl_loop_t *loop, pl_queue_t *q, int phase)
 {
+    if (drain_ready(loop))
+        return 1;
     if (pl_queue_empty(q))
-        return drain_ready(loop);
+        return 0;
     pl_queue_t batch;
     pl_queue_move(q, &batch);
     while (!pl_queue_empty(&batch)) {
@@ -269,12 +278,14 @@ static int run_queue(pl_loop_t *loop, pl_queue_t *q, int phase)
     return 0;
 }
 
-/* Run each hook of a list once. A hook started meanwhile waits for the
- * next iteration; one stopped meanwhile is skipped. */
+/* Run each hook of a list once, after a drain as run_queue. A hook started
+ * meanwhile waits for the next iteration; one stopped meanwhile is skipped. */
 static int run_hooks(pl_loop_t *loop, pl_queue_t *list, int phase)
 {
+    if (drain_ready(loop))
+        return 1;
     if (pl_queue_empty(list))
-        return drain_ready(loop);
+        return 0;
     pl_queue_t todo;
     pl_queue_move(list, &todo);
     while (!pl_queue_empty(&todo)) {
@@ -299,6 +310,7 @@ static int poll_timeout_ms(pl_loop_t *loop, pl_run_mode mode)
 {
     if (mode == PL_RUN_NOWAIT || loop->stop_flag || loop->break_flag
         || !pl_queue_empty(&loop->ready) || !pl_queue_empty(&loop->pending)
+        || !pl_queue_empty(&loop->poll_queue)
         || !pl_queue_empty(&loop->idle_hooks) || !pl_queue_empty(&loop->check)
         || !pl_queue_empty(&loop->closing) || loop->ndue)
         return 0;
@@ -317,6 +329,27 @@ static int poll_timeout_ms(pl_loop_t *loop, pl_run_mode mode)
     /* Round up: waking before the deadline would only spin. */
     int64_t ms = (wait_ns + 999999) / 1000000;
     return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* The callbacks pushed with pl_poll_push before this poll (a snapshot:
+ * one pushed meanwhile waits for the next poll), as I/O callbacks of the
+ * batch: no drain of the ready queue between them. */
+static void run_poll_queue(pl_loop_t *loop)
+{
+    if (pl_queue_empty(&loop->poll_queue))
+        return;
+    pl_queue_t batch;
+    pl_queue_move(&loop->poll_queue, &batch);
+    while (!pl_queue_empty(&batch)) {
+        pl_callback_t *cb = pl_container_of(batch.next, pl_callback_t, node);
+        pl_queue_remove(&cb->node);
+        loop->stats.callbacks[PL_PHASE_POLL]++;
+        cb->fn(loop, cb);
+        if (loop->break_flag) {
+            pl_queue_prepend(&loop->poll_queue, &batch);
+            return;
+        }
+    }
 }
 
 static int dispatch_events(pl_loop_t *loop, int n)
@@ -338,6 +371,8 @@ static int dispatch_events(pl_loop_t *loop, int n)
     }
     loop->event_cursor = -1;
     loop->nevents = 0;
+    if (!loop->break_flag)
+        run_poll_queue(loop);
     if (!loop->break_flag)
         drain_ready(loop);
     return loop->break_flag;
@@ -361,7 +396,7 @@ static int run_poll(pl_loop_t *loop, int timeout_ms)
     if (n == -EINTR) {
         if (loop->rt.on_interrupt)
             loop->rt.on_interrupt(loop);
-        return drain_ready(loop);
+        n = 0;
     }
     if (n < 0)
         return n;
@@ -377,13 +412,19 @@ static int run_check(pl_loop_t *loop)
     return run_hooks(loop, &loop->check_hooks, PL_PHASE_CHECK);
 }
 
-/* Collect the due set first, so a timer armed by a timer callback runs in
- * the next iteration even when it is already due. The set lives in the
- * loop: timers a break leaves unrun stay there, and the next timers phase
- * merges the newly due among them by (deadline, seq). */
+/* Drain the ready queue first: the clock was read just before, so a
+ * callback queued before that read runs before a timer armed no later
+ * than it (asyncio's order for call_later(0) then call_soon), and a timer
+ * armed by that drain is not due yet. Then collect the due set, so a timer
+ * armed by a timer callback runs in the next iteration even when it is
+ * already due. The set lives in the loop: timers a break leaves unrun stay
+ * there, and the next timers phase merges the newly due among them by
+ * (deadline, seq). */
 static int run_timers(pl_loop_t *loop)
 {
     pl_timer_t *t;
+    if (drain_ready(loop))
+        return 1;
     while ((t = pl__timer_pop_due(loop)) != NULL)
         pl__timer_add_due(loop, t);
     while ((t = pl__timer_take_due(loop)) != NULL) {
@@ -471,11 +512,12 @@ out:
 /* ---- teardown ------------------------------------------------------------------- */
 
 /* For closing a loop: unlink and return one queued callback (ready,
- * pending, check or closing), armed timer or active hook; NULL when none
+ * pending, poll, check or closing), armed timer or active hook; NULL when none
  * is left. The binding releases what each node belongs to. */
 pl_callback_t *pl_loop_take_callback(pl_loop_t *loop)
 {
-    pl_queue_t *queues[] = {&loop->ready, &loop->pending, &loop->check, &loop->closing};
+    pl_queue_t *queues[] = {&loop->ready, &loop->pending, &loop->poll_queue, &loop->check,
+                            &loop->closing};
     for (size_t i = 0; i < sizeof queues / sizeof *queues; i++) {
         if (!pl_queue_empty(queues[i])) {
             pl_queue_t *n = queues[i]->next;

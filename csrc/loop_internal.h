@@ -28,6 +28,8 @@ struct pl_loop {
     size_t ndue;
     pl_queue_t ready;             /* call_soon: drained between callbacks */
     pl_queue_t pending;           /* deferred I/O callbacks */
+    pl_queue_t poll_queue;        /* run among the next poll phase's I/O
+                                     callbacks (pl_poll_push) */
     pl_queue_t check;             /* call_immediate */
     pl_queue_t closing;           /* close callbacks */
     pl_queue_t idle_hooks;

@@ -8,7 +8,9 @@
  * One iteration of pl_loop_run (see docs/phases.md):
  *   pending -> idle -> prepare -> poll -> check -> close -> timers
  * with the ready queue (asyncio's call_soon, Node's microtasks) drained
- * after every callback a phase runs and at every phase boundary.
+ * after every callback a phase runs (the poll phase: after its batch), at
+ * every phase boundary, and at the start of the timers phase, after the
+ * clock is read and before the due timers are collected.
  */
 #ifndef PHASELOOP_H
 #define PHASELOOP_H
@@ -205,6 +207,12 @@ void pl_loop_wakeup(pl_loop_t *loop);
 void pl_callback_init(pl_callback_t *cb, pl_callback_fn fn, void *data);
 void pl_ready_push(pl_loop_t *loop, pl_callback_t *cb);     /* call_soon */
 void pl_pending_push(pl_loop_t *loop, pl_callback_t *cb);   /* deferred I/O */
+/* Run cb in the next poll phase, after that poll's fd callbacks and before
+ * its drain of the ready queue: libuv's async handles, which is how Node
+ * delivers thread-pool completions. Not thread-safe by itself: a caller on
+ * another thread serialises the push with the loop's thread (the binding
+ * holds the GIL) and then calls pl_loop_wakeup. */
+void pl_poll_push(pl_loop_t *loop, pl_callback_t *cb);
 void pl_check_push(pl_loop_t *loop, pl_callback_t *cb);     /* call_immediate */
 void pl_closing_push(pl_loop_t *loop, pl_callback_t *cb);   /* close phase */
 /* Unlink a queued callback (any queue); harmless if it is not queued. */

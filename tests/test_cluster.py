@@ -98,20 +98,27 @@ def test_fork_online_messages_env_and_exit_code():
     assert_reaped(w.pid)
 
 
-def test_kill_reports_signal_and_expected_exit():
-    async def child():
-        await asyncio.sleep(30)
+async def _sleep() -> None:
+    await asyncio.sleep(30)
 
+
+def end_a_sleeping_worker(end) -> tuple[cluster.Worker, tuple]:
+    """Fork a worker that sleeps, call ``end(worker)`` once it is online; the worker
+    and its exit event's (code, signal)."""
     async def primary():
         online = asyncio.get_running_loop().create_future()
         cluster.on("online", lambda w: online.done() or online.set_result(w))
-        w = cluster.fork(target=child)
+        w = cluster.fork(target=_sleep)
         ended = exit_future(w)
         await online
-        w.kill()
+        end(w)
         return w, await ended
 
-    w, (code, sig) = run_primary(primary)
+    return run_primary(primary)
+
+
+def test_kill_reports_signal_and_expected_exit():
+    w, (code, sig) = end_a_sleeping_worker(lambda w: w.kill())
     assert code is None and sig == signal.SIGTERM
     assert w.exited_after_disconnect is True
     assert_reaped(w.pid)
@@ -279,3 +286,11 @@ def test_primary_on_asyncio_default_loop():
     got, code, pid = asyncio.run(primary())
     assert (got, code) == (["phaseloop"], 0)
     assert_reaped(pid)
+
+
+def test_ctrl_c_ends_a_worker_by_the_signal_without_a_traceback(capfd):
+    # SIGINT: what Ctrl-C sends every process of the group.
+    w, (code, sig) = end_a_sleeping_worker(lambda w: os.kill(w.pid, signal.SIGINT))
+    assert (code, sig) == (None, signal.SIGINT) and str(sig) == "SIGINT"
+    assert "Traceback" not in capfd.readouterr().err
+    assert_reaped(w.pid)

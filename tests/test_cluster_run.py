@@ -100,8 +100,11 @@ STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 class Primary:
     """A primary process and its log (stderr), read by a thread."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    def __init__(self, args: list[str], cwd: Path, *, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """Start ``python *args`` in ``cwd``; its port is ``port``, or the one its
+        ``listening on`` log line (cluster.run's) gives."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
@@ -109,7 +112,7 @@ class Primary:
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.port = int(self.wait_for(LISTENING).group(1))
+        self.port = port if port is not None else int(self.wait_for(LISTENING).group(1))
 
     def _read(self) -> None:
         for line in self.proc.stdout:

@@ -260,7 +260,9 @@ def test_middleware_order_and_mounting(loop):
 def test_handler_error_is_500_and_reported(loop):
     app = make_app()
     reported = []
-    remove = errors.on_uncaught_exception(lambda exc, ctx: reported.append((exc, ctx)))
+    mode_before = errors.mode()
+    # Registering installs the hooks for the whole process: undone below.
+    hook = errors.on_uncaught_exception(lambda exc, ctx: reported.append((exc, ctx)))
 
     @app.get("/boom")
     async def boom(req, res):
@@ -292,7 +294,9 @@ def test_handler_error_is_500_and_reported(loop):
     try:
         run_app(loop, app, client)
     finally:
-        remove()
+        errors.off(hook)
+        if mode_before is None:
+            errors.uninstall()
     assert isinstance(reported[0][0], ValueError)
     assert reported[0][1]["request"].path == "/boom"
 

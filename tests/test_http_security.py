@@ -26,7 +26,9 @@ def test_rate_limit(loop):
             assert 0 < int(r.headers["ratelimit-reset"]) <= 60
         assert remaining == ["2", "1", "0"]
         r = await request(port, "GET", "/")
-        assert (r.status, r.json()) == (429, {"error": "Slow down"})
+        # A str message is the plain-text body, as express-rate-limit sends it.
+        assert (r.status, r.body) == (429, b"Slow down")
+        assert r.headers["content-type"] == "text/plain; charset=utf-8"
         assert 0 < int(r.headers["retry-after"]) <= 60
         assert r.headers["ratelimit-remaining"] == "0"
     run_app(loop, app, client)
@@ -204,7 +206,53 @@ def test_body_limit_413_with_middlewares(loop):
     run_app(loop, app, client)
 
 
-@pytest.mark.parametrize("bad", [dict(max=0), dict(window=0)])
+@pytest.mark.parametrize("bad", [dict(max=0), dict(window=0), dict(window_ms=0)])
 def test_rate_limit_arguments(bad):
     with pytest.raises(ValueError):
         rate_limit(**bad)
+    with pytest.raises(TypeError, match="window_ms"):
+        rate_limit(window=60, window_ms=60_000)
+    with pytest.raises(TypeError, match="message"):
+        rate_limit(message=429)
+
+
+def test_rate_limit_window_ms_and_a_json_message(loop):
+    # express-rate-limit's options: windowMs (milliseconds), max, message.
+    now = [0.0]
+    app = App()
+    app.use("/api/", rate_limit(window_ms=15 * 60 * 1000, max=1,
+                                message={"error": "Too many requests", "retry": True},
+                                clock=lambda: now[0]))
+
+    @app.get("/api/x")
+    async def x(req, res):
+        return "ok"
+
+    async def client(port):
+        assert (await request(port, "GET", "/api/x")).status == 200
+        r = await request(port, "GET", "/api/x")
+        assert (r.status, r.json()) == (429, {"error": "Too many requests", "retry": True})
+        assert r.headers["retry-after"] == str(15 * 60)          # seconds, not ms
+        now[0] += 15 * 60 - 1
+        assert (await request(port, "GET", "/api/x")).status == 429
+        now[0] += 1                                              # 15 minutes on: a new window
+        assert (await request(port, "GET", "/api/x")).status == 200
+    run_app(loop, app, client)
+
+
+def test_cors_origin_alias_and_a_single_origin(loop):
+    app = App()
+    app.use(cors(origin="https://good.example"))           # Express's cors({origin})
+
+    @app.get("/")
+    async def root(req, res):
+        return "ok"
+
+    async def client(port):
+        r = await request(port, "GET", "/", headers={"Origin": "https://good.example"})
+        assert r.headers["access-control-allow-origin"] == "https://good.example"
+        r = await request(port, "GET", "/", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+    run_app(loop, app, client)
+    with pytest.raises(TypeError, match="origin"):
+        cors(origins="*", origin="*")

@@ -73,6 +73,30 @@ EXPECTED = {
         "timer 2",
         "immediate from timer 1",
     ],
+    # A thread-pool completion (run_in_executor, asyncio.to_thread) runs in the
+    # poll phase: where the Task resumes, call_immediate runs before call_later(0).
+    "thread_pool_completion_order": [
+        "thread pool, first API: immediate then timeout (20 of 20)",
+        "thread pool, second API: immediate then timeout (20 of 20)",
+    ],
+    # A chunk of a file read stream is an I/O completion: call_soon (queued after
+    # the call_later(0)), then call_immediate, then call_later(0).
+    "file_stream_read_order": [
+        "after a chunk is read: microtask, immediate, timeout (20 of 20)",
+    ],
+    # Node runs an I/O callback's microtasks before the next I/O callback
+    # (phaseloop differs: PHASELOOP_ORDER below).
+    "poll_batch_microtasks": ["a: data", "a: microtask", "b: data", "b: microtask"],
+    # Node's nextTick queue runs before its promise queue (phaseloop differs).
+    "next_tick_before_promise": ["nextTick callback", "promise callback"],
+    # Node runs a microtask chain to its end before anything else (phaseloop
+    # differs: PHASELOOP_ORDER below).
+    "microtask_chain": [
+        *(f"immediate tick {i}" for i in range(1, 7)),
+        "timer",
+        *(f"io tick {i}" for i in range(1, 7)),
+        "immediate",
+    ],
 }
 
 #: Where phaseloop deliberately follows asyncio instead of Node (docs/compat.md):
@@ -84,6 +108,25 @@ PHASELOOP_ORDER = {
         "connection lost",
         "microtask",
         "immediate",
+    ],
+    # The poll phase's I/O callbacks run as a batch, then one drain.
+    "poll_batch_microtasks": ["a: data", "b: data", "a: microtask", "b: microtask"],
+    # One ready queue, FIFO.
+    "next_tick_before_promise": ["promise callback", "nextTick callback"],
+    # The ready queue is drained a snapshot at a time (docs/phases.md): a chain
+    # advances one link per drain. From an immediate: the drain after it, at the
+    # start of the check hooks, of the close phase and of the timers phase, then
+    # the due timer. From an I/O callback: the poll phase's drain and the check
+    # phase's first drain, then the immediate.
+    "microtask_chain": [
+        *(f"immediate tick {i}" for i in range(1, 5)),
+        "timer",
+        "immediate tick 5",
+        "immediate tick 6",
+        "io tick 1",
+        "io tick 2",
+        "immediate",
+        *(f"io tick {i}" for i in range(3, 7)),
     ],
 }
 

@@ -399,6 +399,127 @@ static void test_ready_between_timers(void)
     pl_loop_free(loop);
 }
 
+/* A ready callback queued before the timers phase read the clock runs
+ * before a timer armed no later than it (asyncio's order for call_later(0)
+ * then call_soon), even when it was queued by the last drain before that
+ * phase; a timer armed by the timers phase's own first drain is not due. */
+static void test_ready_before_timers_armed_earlier(void)
+{
+    pl_loop_t *loop = new_loop();
+    step_t r1, r2, r3, r4;
+    timer_step_t t, late;
+    step_init(&r1, "R1");
+    step_init(&r2, "R2");
+    step_init(&r3, "R3");
+    step_init(&r4, "R4");
+    timer_step_init(&t, "T");
+    timer_step_init(&late, "LATE");
+    r1.then_ready = &r2;   /* R2 runs in the drain after the close callback R1 */
+    r2.then_ready = &r3;   /* R3 is queued there: the timers phase's first drain */
+    r3.then_ready = &r4;   /* R4 is queued there: after the timer */
+    CHECK_EQ(pl_timer_start(loop, &t.timer, pl_clock_ns()), 0);
+    pl_closing_push(loop, &r1.cb);
+    log_clear();
+    CHECK_EQ(pl_loop_run(loop, PL_RUN_NOWAIT), PL_STOPPED);
+    EXPECT_LOG("R1 R2 R3 T R4");
+
+    /* The first drain of the timers phase arms a timer due at once: it
+     * waits for the next timers phase, after the callbacks queued with it. */
+    step_t a;
+    step_init(&a, "A");
+    pl_closing_push(loop, &a.cb);
+    log_clear();
+    CHECK_EQ(pl_loop_run(loop, PL_RUN_NOWAIT), PL_STOPPED);
+    EXPECT_LOG("A");
+    timer_step_t arm;
+    timer_step_init(&arm, "ARM");
+    arm.start = &late.timer;
+    arm.start_deadline = 0;
+    CHECK_EQ(pl_timer_start(loop, &arm.timer, 0), 0);
+    log_clear();
+    CHECK_EQ(pl_loop_run(loop, PL_RUN_NOWAIT), PL_STOPPED);
+    EXPECT_LOG("ARM");
+    log_clear();
+    CHECK_EQ(pl_loop_run(loop, PL_RUN_NOWAIT), PL_STOPPED);
+    EXPECT_LOG("LATE");
+    pl_loop_free(loop);
+}
+
+/* pl_poll_push: run in the poll phase after its fd callbacks and before
+ * its drain, even when no fd is ready; one pushed by a poll-queue callback
+ * waits for the next poll; a pushed callback keeps the wait from blocking. */
+typedef struct poll_step {
+    pl_callback_t cb;
+    const char *name;
+    step_t *then_ready;
+    struct poll_step *then_poll;
+} poll_step_t;
+
+static void on_poll_step(pl_loop_t *loop, pl_callback_t *cb)
+{
+    poll_step_t *s = pl_container_of(cb, poll_step_t, cb);
+    note(s->name);
+    if (s->then_ready)
+        pl_ready_push(loop, &s->then_ready->cb);
+    if (s->then_poll)
+        pl_poll_push(loop, &s->then_poll->cb);
+}
+
+static void test_poll_queue(void)
+{
+    pl_loop_t *loop = new_loop();
+    int p[2];
+    io_step_t io;
+    poll_step_t q1, q2, q3;
+    step_t r_io, r_q1, r_q2, imm;
+    step_init(&r_io, "r:io");
+    step_init(&r_q1, "r:q1");
+    step_init(&r_q2, "r:q2");
+    step_init(&imm, "immediate");
+    make_pipe(p);
+    io_step_init(&io, p[0], "io");
+    io.then_ready = &r_io;
+    memset(&q1, 0, sizeof q1);
+    memset(&q2, 0, sizeof q2);
+    memset(&q3, 0, sizeof q3);
+    pl_callback_init(&q1.cb, on_poll_step, NULL);
+    pl_callback_init(&q2.cb, on_poll_step, NULL);
+    pl_callback_init(&q3.cb, on_poll_step, NULL);
+    q1.name = "q1";
+    q2.name = "q2";
+    q3.name = "q3";
+    q1.then_ready = &r_q1;
+    q2.then_ready = &r_q2;
+    q2.then_poll = &q3;
+    CHECK_EQ(pl_io_set(loop, &io.io, PL_READABLE), 0);
+    write_byte(p[1]);
+    pl_check_push(loop, &imm.cb);
+    pl_poll_push(loop, &q1.cb);
+    pl_poll_push(loop, &q2.cb);
+    uint64_t polls = poll_callbacks(loop);
+    log_clear();
+    pl_loop_set_wait_cap(loop, 20ll * 1000000000);
+    uint64_t t0 = pl_clock_ns();
+    CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
+    EXPECT_LOG("io q1 q2 r:io r:q1 r:q2 immediate");
+    CHECK_EQ(poll_callbacks(loop) - polls, 3);
+    /* q3 keeps the next wait from blocking and runs with no fd ready. */
+    log_clear();
+    CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
+    CHECK(ms_since(t0) < 10000);
+    EXPECT_LOG("q3");
+    pl_loop_set_wait_cap(loop, -1);
+
+    /* Taken back like every other queued callback. */
+    pl_poll_push(loop, &q1.cb);
+    CHECK(pl_loop_take_callback(loop) == &q1.cb);
+    CHECK(pl_loop_take_callback(loop) == NULL);
+    CHECK_EQ(pl_io_set(loop, &io.io, 0), 0);
+    close(p[0]);
+    close(p[1]);
+    pl_loop_free(loop);
+}
+
 /* Cancelling a queued callback, also one of the batch being run. */
 static void test_cancel_queued(void)
 {
@@ -1286,6 +1407,8 @@ int main(void)
     RUN(test_default_runs_timers_first);
     RUN(test_ready_snapshot);
     RUN(test_ready_between_timers);
+    RUN(test_ready_before_timers_armed_earlier);
+    RUN(test_poll_queue);
     RUN(test_cancel_queued);
     RUN(test_immediate_from_check_runs_next_iteration);
     RUN(test_hooks_started_and_stopped_in_phase);

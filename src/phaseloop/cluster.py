@@ -29,8 +29,10 @@ See docs/cluster.md for the scheduling modes, supervision and signals.
 """
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
+import enum
 import errno
 import json
 import logging
@@ -46,8 +48,9 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 import phaseloop
 
-__all__ = ["ClusterError", "Listener", "Worker", "fork", "is_primary", "is_worker", "off",
-           "on", "once", "run", "settings", "setup_primary", "worker", "workers"]
+__all__ = ["ClusterError", "ExitSignal", "Listener", "Worker", "fork", "is_primary", "is_worker",
+           "off", "on", "once", "run", "server_socket", "settings", "setup_primary",
+           "share_servers", "worker", "workers"]
 
 logger = logging.getLogger("phaseloop.cluster")
 
@@ -59,8 +62,10 @@ is_worker: bool = False
 worker: "Worker | None" = None
 #: In the primary, the live workers by id (a worker leaves it when it exits).
 workers: dict[int, "Worker"] = {}
-#: What :func:`setup_primary` set: ``target``, ``serialization`` ("json" or "pickle").
-settings: dict[str, Any] = {"target": None, "serialization": "json"}
+#: What :func:`setup_primary` set: ``target``, ``serialization`` ("json" or "pickle"),
+#: ``scheduling`` (how :func:`server_socket` shares an address: "shared",
+#: "reuse_port" or "round_robin").
+settings: dict[str, Any] = {"target": None, "serialization": "json", "scheduling": "shared"}
 
 _HEADER = struct.Struct("!IB")        # payload length, kind
 _KIND_INTERNAL = 0                    # JSON dict with a "cmd"
@@ -77,6 +82,65 @@ class ClusterError(RuntimeError):
 # ---- events -------------------------------------------------------------------------------
 
 
+class _SignalEnum(enum.IntEnum):
+    """Prints as the signal's name, as Node passes 'SIGKILL' (a plain
+    signal.Signals prints as its number from Python 3.11 on)."""
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)
+
+
+#: What ``exit`` listeners get and ``Worker.signal_code`` holds: equal to the
+#: ``signal.Signals`` member of the same number (``sig == signal.SIGKILL``),
+#: printed by name (``f"{sig}"`` is ``SIGKILL``).
+ExitSignal = _SignalEnum("ExitSignal", [(s.name, int(s)) for s in signal.Signals],
+                         module=__name__)
+
+
+def _add_listener(events: dict[str, list[Callable[..., Any]]], event: str,
+                  fn: Callable[..., Any] | None, once: bool) -> Any:
+    """``on``/``once`` for any of our emitters: with ``fn``, register it and
+    return it; without, return a decorator that does."""
+    if not isinstance(event, str):
+        raise TypeError(f"event must be a str, got {type(event).__name__}")
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(fn):
+            raise TypeError(f"listener must be callable, got {type(fn).__name__}")
+        if once:
+            def wrapper(*args: Any) -> Any:
+                _remove_listener(events, event, wrapper)
+                return fn(*args)
+            wrapper.listener = fn  # type: ignore[attr-defined]   # so off(fn) finds it
+            events[event].append(wrapper)
+        else:
+            events[event].append(fn)
+        return fn
+    return register if fn is None else register(fn)
+
+
+def _remove_listener(events: dict[str, list[Callable[..., Any]]], event_or_fn: Any,
+                     fn: Callable[..., Any] | None) -> bool:
+    """``off(event, fn)`` (Node's form) or ``off(fn)`` (from every event);
+    True if a listener was removed."""
+    if fn is None:
+        fn, names = event_or_fn, list(events)
+    else:
+        names = [event_or_fn]
+    removed = False
+    for name in names:
+        listeners = events.get(name, [])
+        for i, listener in enumerate(listeners):
+            if listener is fn or getattr(listener, "listener", None) is fn:
+                del listeners[i]
+                removed = True
+                break
+    return removed
+
+
 class _Emitter:
     """A tiny EventEmitter: ``on``/``once``/``off``/``emit``. A listener that raises is
     reported to the running loop's exception handler; the other listeners still run."""
@@ -84,25 +148,18 @@ class _Emitter:
     def __init__(self) -> None:
         self._events: dict[str, list[Callable[..., Any]]] = collections.defaultdict(list)
 
-    def on(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Call ``fn`` on each ``event``; returns ``fn`` (usable as a decorator)."""
-        self._events[event].append(fn)
-        return fn
+    def on(self, event: str, fn: Callable[..., Any] | None = None) -> Any:
+        """Call ``fn`` on each ``event``; returns ``fn``. Without ``fn``, a decorator."""
+        return _add_listener(self._events, event, fn, once=False)
 
-    def once(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Call ``fn`` on the next ``event`` only."""
-        def wrapper(*args: Any) -> Any:
-            self.off(event, wrapper)
-            return fn(*args)
-        self._events[event].append(wrapper)
-        return fn
+    def once(self, event: str, fn: Callable[..., Any] | None = None) -> Any:
+        """Call ``fn`` on the next ``event`` only; returns ``fn`` (or a decorator)."""
+        return _add_listener(self._events, event, fn, once=True)
 
-    def off(self, event: str, fn: Callable[..., Any]) -> None:
-        """Remove a listener (no error if it is not there)."""
-        try:
-            self._events[event].remove(fn)
-        except ValueError:
-            pass
+    def off(self, event_or_fn: Any, fn: Callable[..., Any] | None = None) -> bool:
+        """Remove a listener: ``off(event, fn)`` or ``off(fn)`` (from every
+        event). No error if it is not there; True if one was removed."""
+        return _remove_listener(self._events, event_or_fn, fn)
 
     def listener_count(self, event: str) -> int:
         """How many listeners ``event`` has."""
@@ -132,30 +189,25 @@ def _report(message: str, exc: BaseException) -> None:
     loop.call_exception_handler({"message": message, "exception": exc})
 
 
-def on(event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+def on(event: str, fn: Callable[..., Any] | None = None) -> Any:
     """Listen to a cluster event in the primary, as ``cluster.on`` in Node:
     ``fork`` (worker), ``online`` (worker), ``message`` (worker, obj),
     ``disconnect`` (worker), ``exit`` (worker, code, signal). ``code`` is the exit
-    status or None; ``signal`` the :class:`signal.Signals` that ended it or None."""
-    _listeners[event].append(fn)
-    return fn
+    status or None; ``signal`` the :data:`ExitSignal` that ended it (prints as
+    ``SIGKILL``, equals ``signal.SIGKILL``) or None. Returns ``fn``; without
+    ``fn``, a decorator: ``@cluster.on("exit")``."""
+    return _add_listener(_listeners, event, fn, once=False)
 
 
-def once(event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+def once(event: str, fn: Callable[..., Any] | None = None) -> Any:
     """Like :func:`on`, for the next event only."""
-    def wrapper(*args: Any) -> Any:
-        off(event, wrapper)
-        return fn(*args)
-    _listeners[event].append(wrapper)
-    return fn
+    return _add_listener(_listeners, event, fn, once=True)
 
 
-def off(event: str, fn: Callable[..., Any]) -> None:
-    """Remove a listener added with :func:`on`."""
-    try:
-        _listeners[event].remove(fn)
-    except ValueError:
-        pass
+def off(event_or_fn: Any, fn: Callable[..., Any] | None = None) -> bool:
+    """Remove a listener added with :func:`on` or :func:`once`: ``off(event,
+    fn)``, or ``off(fn)`` from every event. True if one was removed."""
+    return _remove_listener(_listeners, event_or_fn, fn)
 
 
 def _emit(event: str, *args: Any) -> None:
@@ -183,17 +235,22 @@ def _decode(kind: int, payload: bytes) -> Any:
 
 class _Channel:
     """One end of a socketpair carrying length-prefixed frames, driven by a loop's
-    readers and writers. ``on_frame(kind, obj)`` gets each frame; ``on_close()`` is
-    called once when the other end goes away or :meth:`close` is called."""
+    readers and writers. ``on_frame(kind, obj, fds)`` gets each frame with the file
+    descriptors it carried (SCM_RIGHTS: a frame that carries some says how many in its
+    ``"fds"`` key); ``on_close()`` is called once when the other end goes away or
+    :meth:`close` is called."""
 
-    def __init__(self, sock: socket.socket, on_frame: Callable[[int, Any], None],
+    def __init__(self, sock: socket.socket, on_frame: Callable[[int, Any, list[int]], None],
                  on_close: Callable[[], None]) -> None:
         self.sock = sock
         self.sock.setblocking(False)
         self._on_frame = on_frame
         self._on_close = on_close
         self._rbuf = bytearray()
-        self._wbuf = bytearray()
+        self._rfds: collections.deque[int] = collections.deque()   # received, not yet claimed
+        # What is still to send, in order: [bytes, fds]. The fds go with the first
+        # byte of their frame (sendmsg), so a frame is never split from them.
+        self._out: collections.deque[list[Any]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
         self.closed = False
@@ -202,17 +259,32 @@ class _Channel:
         """Start reading on ``loop`` (and flush what was queued before)."""
         self._loop = loop
         loop.add_reader(self.sock.fileno(), self._readable)
-        if self._wbuf:
+        if self._out:
             self._flush()
 
-    def send(self, kind: int, obj: Any) -> bool:
-        """Queue one frame; False if the channel is closed."""
+    def send(self, kind: int, obj: Any, fds: Sequence[int] = ()) -> bool:
+        """Queue one frame (with ``fds``, sent along with it: the channel sends
+        duplicates it closes once sent, so the caller keeps its own); False if
+        the channel is closed."""
         if self.closed:
             return False
-        self._wbuf += _encode(kind, obj)
+        if fds:
+            obj = dict(obj, fds=len(fds))
+        self._out.append([_encode(kind, obj), [os.dup(fd) for fd in fds]])
         if not self._writing:
             self._flush()
         return True
+
+    @property
+    def pending(self) -> bool:
+        """Whether frames wait to be sent."""
+        return bool(self._out)
+
+    def _send_some(self, data: bytes, fds: list[int]) -> int:
+        if fds:
+            return self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                               array.array("i", fds))])
+        return self.sock.send(data)
 
     def _flush(self) -> None:
         if self.closed:
@@ -220,38 +292,50 @@ class _Channel:
         if self._loop is None:       # not attached yet: write what fits, blocking
             try:
                 self.sock.setblocking(True)
-                self.sock.sendall(self._wbuf)
-                self._wbuf.clear()
+                while self._out:
+                    data, fds = self._out[0]
+                    n = self._send_some(data, fds)
+                    _close_all(fds)
+                    if n < len(data):
+                        self._out[0] = [data[n:], []]
+                    else:
+                        self._out.popleft()
             except OSError:
                 self.close()
             finally:
                 if not self.closed:
                     self.sock.setblocking(False)
             return
-        while self._wbuf:
+        while self._out:
+            data, fds = self._out[0]
             try:
-                n = self.sock.send(self._wbuf)
+                n = self._send_some(data, fds)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 self.close()
                 return
-            del self._wbuf[:n]
-        if self._wbuf and not self._writing:
+            _close_all(fds)                        # sent with the first byte
+            if n < len(data):
+                self._out[0] = [data[n:], []]
+            else:
+                self._out.popleft()
+        if self._out and not self._writing:
             self._writing = True
             self._loop.add_writer(self.sock.fileno(), self._flush)
-        elif not self._wbuf and self._writing:
+        elif not self._out and self._writing:
             self._writing = False
             self._loop.remove_writer(self.sock.fileno())
 
     def _readable(self) -> None:
         while True:
             try:
-                data = self.sock.recv(262144)
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, 262144, 16)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
-                data = b""
+                data, fds = b"", []
+            self._rfds.extend(fds)
             if not data:
                 self._parse()
                 self.close()
@@ -283,7 +367,9 @@ class _Channel:
             except Exception as exc:  # noqa: BLE001 - a bad frame is reported, not fatal
                 _report("cluster: undecodable message", exc)
                 continue
-            self._on_frame(kind, obj)
+            count = obj.get("fds", 0) if kind == _KIND_INTERNAL and isinstance(obj, dict) else 0
+            fds = [self._rfds.popleft() for _ in range(min(count, len(self._rfds)))]
+            self._on_frame(kind, obj, fds)
             if self.closed:
                 return
 
@@ -300,7 +386,20 @@ class _Channel:
             except (ValueError, OSError, RuntimeError):
                 pass
         self.sock.close()
+        _close_all(self._rfds)
+        self._rfds.clear()
+        for _data, fds in self._out:
+            _close_all(fds)
+        self._out.clear()
         self._on_close()
+
+
+def _close_all(fds: Iterable[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 # ---- Worker ---------------------------------------------------------------------------------
@@ -324,7 +423,7 @@ class Worker(_Emitter):
         #: True when the worker ended because of :meth:`kill` or :meth:`disconnect`.
         self.exited_after_disconnect = False
         self.exit_code: int | None = None
-        self.signal_code: signal.Signals | None = None
+        self.signal_code: ExitSignal | None = None
         self.is_online = False
         self._in_primary = in_primary
         self._channel = _Channel(channel_sock, self._on_frame, self._on_channel_closed)
@@ -338,6 +437,10 @@ class Worker(_Emitter):
         # They keep what was sent but not yet received readable after the worker dies,
         # so those connections can go to another worker (_RoundRobin.reclaim).
         self._handoff_peer: list[socket.socket] = []
+        # In a worker: server_socket() requests waiting for the primary, by number.
+        self._listen_waiters: dict[int, asyncio.Future] = {}
+        self._listen_seq = 0
+        self._port0_listens = 0   # Node: a worker's n-th listen(0) shares the others' n-th
 
     def __repr__(self) -> str:
         state = "dead" if self._dead else ("online" if self.is_online else "starting")
@@ -383,7 +486,7 @@ class Worker(_Emitter):
 
     # -- internals --
 
-    def _on_frame(self, kind: int, obj: Any) -> None:
+    def _on_frame(self, kind: int, obj: Any, fds: list[int]) -> None:
         if kind == _KIND_USER:
             self.emit("message", obj)
             if self._in_primary:
@@ -397,17 +500,31 @@ class Worker(_Emitter):
                 _emit("online", self)
             elif cmd == "ready":
                 self.emit("ready")
+            elif cmd == "listen":
+                _shared_servers.listen(self, obj)
+            elif cmd == "listener_closed" and "server" in obj:
+                _shared_servers.listener_closed(self, obj["server"])
             elif cmd == "listener_closed":
                 self.emit("listener_closed", obj.get("index"))
+        elif cmd == "listening":
+            waiter = self._listen_waiters.pop(obj.get("seq"), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result((obj, fds))
+                return
         elif cmd == "disconnect":
             self.exited_after_disconnect = True
             if not self.emit("disconnect"):
                 _child_state["stop"]()
+        _close_all(fds)                   # carried by a frame nobody took them from
 
     def _on_channel_closed(self) -> None:
         if self._in_primary:
             self._emit_disconnect()
         else:
+            waiters, self._listen_waiters = self._listen_waiters, {}
+            for waiter in waiters.values():
+                if not waiter.done():
+                    waiter.set_exception(ClusterError("the primary is gone"))
             # The primary is gone (or we closed): a worker does not outlive its primary.
             if not self.emit("disconnect"):
                 _child_state["stop"]()
@@ -446,7 +563,7 @@ class Worker(_Emitter):
             os.close(self._pidfd)
             self._pidfd = -1
         if os.WIFSIGNALED(status):
-            self.signal_code = signal.Signals(os.WTERMSIG(status))
+            self.signal_code = ExitSignal(os.WTERMSIG(status))
         else:
             self.exit_code = os.waitstatus_to_exitcode(status)
         self._dead = True
@@ -483,15 +600,23 @@ class Worker(_Emitter):
 
 
 def setup_primary(*, target: Callable[[], Any] | None = None,
-                  serialization: str | None = None) -> None:
+                  serialization: str | None = None, scheduling: str | None = None) -> None:
     """Defaults for :func:`fork`, as ``cluster.setupPrimary`` in Node: ``target`` is what
-    a worker runs; ``serialization`` is ``"json"`` (Node's default) or ``"pickle"``."""
+    a worker runs; ``serialization`` is ``"json"`` (Node's default) or ``"pickle"``;
+    ``scheduling`` is how an address the workers listen on through the primary
+    (:func:`server_socket`, ``App.listen``) reaches them: ``"shared"`` (the default),
+    ``"reuse_port"`` or ``"round_robin"`` (Node's ``cluster.schedulingPolicy``; Node's
+    default is round-robin)."""
     if target is not None:
         settings["target"] = target
     if serialization is not None:
         if serialization not in ("json", "pickle"):
             raise ValueError("serialization must be 'json' or 'pickle'")
         settings["serialization"] = serialization
+    if scheduling is not None:
+        if scheduling not in SCHEDULING:
+            raise ValueError("scheduling must be one of %s" % ", ".join(SCHEDULING))
+        settings["scheduling"] = scheduling
 
 
 _SIGNALS_BLOCKED_AROUND_FORK = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
@@ -587,6 +712,7 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
                    target: Callable[[], Any], old_mask: Any) -> None:
     global is_primary, is_worker, worker
     status = 1
+    interrupted = False
     try:
         try:
             _reset_signals_in_child()
@@ -596,6 +722,7 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
             parent_sock.close()
             for w in list(workers.values()):
                 w._close_in_child()
+            _shared_servers.close_in_child()
             workers.clear()
             _listeners.clear()
             handoff = []
@@ -613,6 +740,10 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
             status = code if isinstance(code, int) else (0 if code is None else 1)
             if not isinstance(code, int) and code is not None:
                 print(code, file=sys.stderr)
+        except KeyboardInterrupt:
+            # Ctrl-C reaches every process of the group: a worker ends by the
+            # signal, with no traceback, as a Node worker does.
+            interrupted = True
         except BaseException:  # noqa: BLE001 - the process ends here either way
             traceback.print_exc()
             status = 1
@@ -620,6 +751,9 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+            if interrupted:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGINT)
         finally:
             os._exit(status if isinstance(status, int) else 0)
 
@@ -652,7 +786,7 @@ async def _worker_process_main(target: Callable[[], Any]) -> int:
     if not worker._channel.closed:
         # Let queued messages reach the primary before the process ends.
         deadline = loop.time() + 2.0
-        while worker._channel._wbuf and loop.time() < deadline:
+        while worker._channel.pending and loop.time() < deadline:
             await asyncio.sleep(0.005)
         worker._channel.close()
     return result if isinstance(result, int) else 0
@@ -671,16 +805,19 @@ class Listener(socket.socket):
     sent and this worker had not accepted go to the other workers."""
 
     def __init__(self, channel: socket.socket, address: Any, family: int,
-                 index: int = 0) -> None:
+                 index: int = 0, server: int | None = None) -> None:
         super().__init__(fileno=channel.detach())
         self._address = address
         self._family = family
         self._index = index
+        self._server = server       # from server_socket(): the primary's server id
 
     def close(self) -> None:
         if self.fileno() >= 0 and worker is not None and not worker._channel.closed:
-            worker._channel.send(_KIND_INTERNAL, {"cmd": "listener_closed",
-                                                  "index": self._index})
+            message: dict[str, Any] = {"cmd": "listener_closed", "index": self._index}
+            if self._server is not None:
+                message["server"] = self._server
+            worker._channel.send(_KIND_INTERNAL, message)
         super().close()
 
     @property
@@ -726,13 +863,24 @@ def _receive_connection(channel: socket.socket) -> socket.socket | None:
     return socket.socket(fileno=fds[0])
 
 
+def _fork_handoff(w: "Worker") -> tuple[list[socket.socket], list[socket.socket]]:
+    """The hand-off channels :func:`fork` made for ``w`` (one per address of
+    :func:`run`): our ends, and our copies of the worker's ends."""
+    return w._handoff, w._handoff_peer
+
+
 class _RoundRobin:
     """Primary side of round_robin: accept on each listening socket and send each
-    connection to the next worker that takes connections."""
+    connection to the next worker that takes connections. ``channels(w)`` gives the
+    worker's hand-off channels, one per socket: ours, and our copies of its ends."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sockets: list[socket.socket]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sockets: list[socket.socket],
+                 channels: Callable[["Worker"], tuple[list[socket.socket],
+                                                      list[socket.socket]]] = _fork_handoff
+                 ) -> None:
         self.loop = loop
         self.sockets = sockets
+        self.channels = channels
         self.order: list[Worker] = []
         self.closed: dict[Worker, set[int]] = {}   # addresses whose Listener a worker closed
         self.next = 0
@@ -769,7 +917,7 @@ class _RoundRobin:
         if self.stopped:
             return                      # shutting down: they close with the channel
         taken = 0
-        for index, peer in enumerate(w._handoff_peer):
+        for index, peer in enumerate(self.channels(w)[1]):
             if indexes is not None and index not in indexes:
                 continue
             while True:
@@ -827,7 +975,7 @@ class _RoundRobin:
             if index in self.closed.get(w, ()):
                 continue
             try:
-                socket.send_fds(w._handoff[index], [b"c"], [conn.fileno()])
+                socket.send_fds(self.channels(w)[0][index], [b"c"], [conn.fileno()])
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:             # its channel is gone: it is exiting
@@ -849,6 +997,216 @@ class _RoundRobin:
                 self._schedule_retry()
                 return
             self.pending.popleft()
+
+
+# ---- listening in a worker: servers shared through the primary ------------------------------
+
+
+class _SharedServer:
+    """One address the workers listen on through the primary (a handle of Node's
+    cluster): the primary's socket, the workers using it, and in round_robin mode the
+    hand-off channel of each worker."""
+
+    def __init__(self, sid: int, key: tuple, mode: str, sock: socket.socket) -> None:
+        self.id = sid
+        self.key = key
+        self.mode = mode
+        self.sock = sock
+        self.address = sock.getsockname()
+        self.users: set[Worker] = set()
+        self.handoff: dict[Worker, tuple[list[socket.socket], list[socket.socket]]] = {}
+        self.rr: _RoundRobin | None = None
+
+
+class _SharedServers:
+    """The primary's side of :func:`server_socket`: opens each address once, with the
+    scheduling policy of ``settings["scheduling"]``, and hands it to every worker that
+    asks; closes it when the last of them has exited."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple, _SharedServer] = {}
+        self.by_id: dict[int, _SharedServer] = {}
+        self.next_id = 0
+
+    def listen(self, w: Worker, req: dict) -> None:
+        seq = req.get("seq")
+        try:
+            server = self._server_for(w, req)
+            reply = {"cmd": "listening", "seq": seq, "ok": True, "mode": server.mode,
+                     "server": server.id, "address": server.address,
+                     "family": int(server.sock.family)}
+            handed = self._handle_for(server, w)
+        except (OSError, ValueError) as exc:
+            logger.error("worker %d (pid %d) cannot listen on %s: %s", w.id, w.pid,
+                         _format_address((req.get("host"), req.get("port"))), exc)
+            w._channel.send(_KIND_INTERNAL, {"cmd": "listening", "seq": seq, "ok": False,
+                                             "errno": getattr(exc, "errno", None),
+                                             "error": str(exc)})
+            return
+        try:
+            w._channel.send(_KIND_INTERNAL, reply, [handed.fileno()])
+        finally:
+            if handed is not server.sock and server.mode != "round_robin":
+                handed.close()            # reuse_port: the worker's own socket, sent
+        if server.rr is not None:
+            server.rr.add(w)
+
+    def _server_for(self, w: Worker, req: dict) -> _SharedServer:
+        host = req.get("host")
+        port = int(req.get("port") or 0)
+        # Node: every worker's n-th listen(0) shares one port, picked once.
+        key = (host, port) if port else (host, 0, int(req.get("port0_index") or 0))
+        server = self.by_key.get(key)
+        if server is not None and w in server.users:
+            raise OSError(errno.EADDRINUSE, "this worker already listens there")
+        if server is None:
+            mode = settings["scheduling"]
+            backlog = int(req.get("backlog") or 511)
+            (sock,) = _open_listeners([(host, port)], mode, backlog)
+            self.next_id += 1
+            server = _SharedServer(self.next_id, key, mode, sock)
+            if mode == "round_robin":
+                server.rr = _RoundRobin(asyncio.get_running_loop(), [sock],
+                                        channels=server.handoff.__getitem__)
+            self.by_key[key] = server
+            self.by_id[server.id] = server
+        server.users.add(w)
+        w.once("exit", lambda *args: self._drop(server, w))
+        return server
+
+    def _handle_for(self, server: _SharedServer, w: Worker) -> socket.socket:
+        """What the worker gets: the listening socket itself (shared), a socket of its
+        own on the same address (reuse_port), or its end of a hand-off channel."""
+        if server.mode == "shared":
+            return server.sock
+        if server.mode == "reuse_port":
+            (sock,) = _bind_reuse_port([server.address], [server.sock.family], 511)
+            return sock
+        ours, theirs = _handoff_pair()
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        server.handoff[w] = ([ours], [theirs])   # theirs: our copy, for reclaim()
+        return theirs
+
+    def listener_closed(self, w: Worker, sid: Any) -> None:
+        server = self.by_id.get(sid) if isinstance(sid, int) else None
+        if server is not None and server.rr is not None and w in server.handoff:
+            server.rr.listener_closed(w, 0)
+
+    def _drop(self, server: _SharedServer, w: Worker) -> None:
+        """``w`` exited: the connections sent to it and never taken go to the others;
+        the last worker gone closes the server."""
+        server.users.discard(w)
+        if server.rr is not None:
+            server.rr.remove(w)
+            if w in server.handoff:
+                if server.users:
+                    server.rr.reclaim(w)
+                ours, theirs = server.handoff.pop(w)
+                for s in ours + theirs:
+                    s.close()
+        if not server.users:
+            self._close(server)
+
+    def _close(self, server: _SharedServer) -> None:
+        if server.rr is not None:
+            server.rr.close()
+        server.sock.close()
+        self.by_key.pop(server.key, None)
+        self.by_id.pop(server.id, None)
+
+    def close_in_child(self) -> None:
+        """In a new worker: drop the copies of the primary's sockets fork gave it."""
+        for server in list(self.by_id.values()):
+            server.sock.close()
+            for ours, theirs in server.handoff.values():
+                for s in ours + theirs:
+                    s.close()
+        self.by_key.clear()
+        self.by_id.clear()
+
+
+_shared_servers = _SharedServers()
+
+
+async def server_socket(host: str | None = "127.0.0.1", port: int = 0, *,
+                        backlog: int = 511) -> socket.socket:
+    """A listening socket for ``host:port``, as Node's ``server.listen()`` gets one.
+
+    In a cluster worker, the primary opens the address once (``port=0`` picks one port
+    for every worker's first such call, as in Node) and hands it over with the cluster's
+    scheduling policy (``setup_primary(scheduling=...)``): ``"shared"``, the primary's
+    listening socket; ``"reuse_port"``, a socket of this worker's own bound with
+    SO_REUSEPORT; ``"round_robin"``, a :class:`Listener` the primary sends each
+    connection to in turn. So every worker may listen on the same port:
+    ``loop.create_server(factory, sock=await cluster.server_socket(port=3000))``;
+    ``phaseloop.http.App.listen`` does it for you. Elsewhere, a new listening socket
+    (SO_REUSEADDR). OSError as ``bind``/``listen`` would raise it (``EADDRINUSE``...).
+    """
+    if worker is None:
+        (sock,) = _open_listeners([(host, port)], "shared", backlog)
+        return sock
+    loop = asyncio.get_running_loop()
+    me = worker
+    me._listen_seq += 1
+    seq = me._listen_seq
+    port0_index = 0
+    if not port:
+        me._port0_listens += 1
+        port0_index = me._port0_listens
+    waiter = loop.create_future()
+    me._listen_waiters[seq] = waiter
+    if not me._channel.send(_KIND_INTERNAL, {"cmd": "listen", "seq": seq, "host": host,
+                                             "port": port, "backlog": backlog,
+                                             "port0_index": port0_index}):
+        me._listen_waiters.pop(seq, None)
+        raise ClusterError("the primary is gone")
+    try:
+        reply, fds = await waiter
+    finally:
+        me._listen_waiters.pop(seq, None)
+    if not reply.get("ok") or not fds:
+        _close_all(fds)
+        raise OSError(reply.get("errno") or errno.EIO,
+                      reply.get("error") or "the primary sent no socket")
+    _close_all(fds[1:])
+    address = tuple(reply["address"])
+    if reply["mode"] == "round_robin":
+        return Listener(socket.socket(fileno=fds[0]), address, reply["family"],
+                        server=reply["server"])
+    return socket.socket(fileno=fds[0])
+
+
+def share_servers(enabled: bool = True) -> None:
+    """In a worker: from now on, ``loop.create_server(factory, host, port)`` on a
+    phaseloop loop asks the primary for its listening socket (:func:`server_socket`),
+    as ``net.Server.listen`` does in a Node worker, so a framework that makes its own
+    server (uvicorn, aiohttp) can run unchanged in every worker on one port. A
+    ``reuse_port=True`` call still binds its own socket. ``share_servers(False)``
+    turns it off. ClusterError in the primary."""
+    if worker is None:
+        raise ClusterError("share_servers() is for a cluster worker")
+    phaseloop.loop._set_server_socket_provider(_provide_server_socket if enabled else None)
+
+
+async def _provide_server_socket(host: Any, port: Any, backlog: int) -> socket.socket:
+    return await server_socket(host, port or 0, backlog=backlog)
+
+
+def _ensure_log_output() -> None:
+    """Let a primary's lifecycle lines (INFO) reach stderr when nobody configured
+    logging, as Node's cluster messages reach the console: if neither the root logger
+    nor ``phaseloop.cluster`` has a handler or a level, ours gets a stderr handler at
+    INFO (and stops propagating, so configuring logging later does not print them
+    twice; configure it before :func:`run` to route them yourself)."""
+    if logger.handlers or logging.getLogger().handlers or logger.level != logging.NOTSET:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 # ---- run: the high-level server cluster --------------------------------------------------------
@@ -1025,7 +1383,7 @@ class _Supervisor:
         logger.info("worker %d started (pid %d)", w.id, w.pid)
         return w
 
-    def _on_exit(self, w: Worker, code: int | None, sig: signal.Signals | None) -> None:
+    def _on_exit(self, w: Worker, code: int | None, sig: ExitSignal | None) -> None:
         self.live.discard(w)
         if self.rr is not None:
             self.rr.remove(w)
@@ -1184,6 +1542,8 @@ def run(worker_main: Callable[[list[socket.socket]], Awaitable[Any]], *,
     listen = list(listen)
     if not listen:
         raise ValueError("listen needs at least one (host, port)")
+    _ensure_log_output()
+    settings["scheduling"] = scheduling      # also for what workers open with server_socket()
     sockets = _open_listeners(listen, scheduling, backlog)
     addresses = [s.getsockname() for s in sockets]
 

@@ -96,6 +96,7 @@ cdef extern from "phaseloop.h":
     void pl_callback_init(pl_callback_t *cb, pl_callback_fn fn, void *data)
     void pl_ready_push(pl_loop_t *loop, pl_callback_t *cb)
     void pl_pending_push(pl_loop_t *loop, pl_callback_t *cb)
+    void pl_poll_push(pl_loop_t *loop, pl_callback_t *cb)
     void pl_check_push(pl_loop_t *loop, pl_callback_t *cb)
     void pl_closing_push(pl_loop_t *loop, pl_callback_t *cb)
     void pl_callback_cancel(pl_callback_t *cb)
@@ -131,3 +132,4 @@ cdef extern from "Python.h":
     object PyContext_CopyCurrent()
     int PyErr_CheckSignals() except -1
     bint PyCallable_Check(object o)
+    unsigned long PyThread_get_thread_ident()

@@ -1,25 +1,28 @@
 """Process-wide error hooks: Node's ``uncaughtException`` and ``unhandledRejection``.
 
-Register handlers, then install a mode::
+Register handlers, as ``process.on(...)`` in Node; registering takes effect at
+once::
 
     from phaseloop import errors
 
     @errors.on_uncaught_exception
     def crashed(exc, context):
         log.critical("uncaught %r", exc)
+        sys.exit(1)                # Node's process.exit(1): exit 1 after the loop's shutdown
 
     @errors.on_unhandled_rejection
     def rejected(exc, context):
         log.error("task %r failed and nobody awaited it", context["task"])
 
-    errors.install("strict")     # or "log" (asyncio's behaviour)
+    errors.off(crashed)            # unregister (every on_* returns the function itself)
+    errors.install("strict")       # optional: exit 1 after the handlers (Node >= 15)
     phaseloop.run(main())
 
 A handler is called as ``fn(exception, context)``; ``context`` is a dict like
 asyncio's exception-handler context (``message``, ``exception``, and for a
-rejection the ``task`` or ``future``). Each ``on_*`` function returns a
-remover: call it to unregister (so, used as a decorator, the name holds the
-remover).
+rejection the ``task`` or ``future``). Each ``on_*`` function returns the
+handler (so it works as a decorator and the name keeps the function);
+``off(fn)`` unregisters it.
 
 *Uncaught exception*: an exception that escapes a loop callback (call_soon,
 timers, I/O and protocol callbacks, immediates, signal handlers), a thread
@@ -33,30 +36,40 @@ queued), not only when it is garbage collected as asyncio does. If the
 exception is retrieved later, the ``on_rejection_handled`` handlers run
 (Node's ``rejectionHandled``).
 
-Modes:
+Modes (the first ``on_*`` call installs "log" unless ``install`` chose one):
 
-- ``"log"``: handlers run, then the loop's default exception handler logs the
-  error and the program goes on (asyncio's behaviour).
-- ``"strict"`` (Node >= 15): handlers run, then the loop stops by raising
-  ``SystemExit(1)`` out of it, so ``asyncio.run``/``phaseloop.run`` do their
-  normal shutdown (tasks cancelled, async generators and the executor shut
-  down, and on phaseloop every transport closed) and the process exits with
-  status 1.
+- ``"log"``: handlers run, then the loop's default exception handler logs an
+  uncaught exception (a rejection only when no handler is registered) and the
+  program goes on — what Node does once a handler is registered.
+- ``"strict"`` (Node >= 15 without a handler): handlers run, then the loop
+  stops by raising ``SystemExit(1)`` out of it, so ``asyncio.run``/
+  ``phaseloop.run`` do their normal shutdown (tasks cancelled, async
+  generators and the executor shut down, and on phaseloop every transport
+  closed) and the process exits with status 1.
 
-A handler that raises is reported on stderr and never re-enters the hooks.
-Loops are hooked when made after ``install()`` (through ``phaseloop``'s
-factories or the current event loop policy) or with ``errors.attach(loop)``.
+A handler that calls ``sys.exit(n)`` (raises ``SystemExit``) ends the program
+with status ``n``, in either mode: the handlers after it do not run, and the
+loop stops and shuts down as in strict mode. From the main program's
+``sys.excepthook`` the process exits with ``n`` at once (after flushing and
+the ``atexit`` functions); from a thread, the hooked loops that run stop with
+it (with none running, the process exits at once). A handler that raises
+anything else is reported on stderr and never re-enters the hooks.
+Loops are hooked when made after the first registration or ``install()``
+(through ``phaseloop``'s factories or the current event loop policy), when
+running at that moment, or with ``errors.attach(loop)``.
 """
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
 import sys
 import threading
 import traceback
 import weakref
 from typing import Any, Callable
 
-__all__ = ["attach", "install", "mode", "on_rejection_handled", "on_uncaught_exception",
+__all__ = ["attach", "install", "mode", "off", "on_rejection_handled", "on_uncaught_exception",
            "on_unhandled_rejection", "report_uncaught", "uninstall"]
 
 Handler = Callable[[BaseException, dict], Any]
@@ -71,33 +84,42 @@ _policy_patched: Any = None
 _in_handler = threading.local()
 
 
-def _register(handlers: list[Handler], fn: Handler) -> Callable[[], None]:
+def _register(handlers: list[Handler], fn: Handler) -> Handler:
     if not callable(fn):
         raise TypeError(f"handler must be callable, got {type(fn).__name__}")
     handlers.append(fn)
-
-    def remove() -> None:
-        try:
-            handlers.remove(fn)
-        except ValueError:
-            pass
-    remove.handler = fn  # type: ignore[attr-defined]
-    return remove
+    if _mode is None:
+        install("log")            # as process.on(...): registering is enough
+    return fn
 
 
-def on_uncaught_exception(fn: Handler) -> Callable[[], None]:
-    """Call fn(exc, context) for every uncaught exception; returns a remover."""
+def on_uncaught_exception(fn: Handler) -> Handler:
+    """Call fn(exc, context) for every uncaught exception, from now on.
+    Returns fn (a decorator); ``off(fn)`` unregisters it."""
     return _register(_uncaught, fn)
 
 
-def on_unhandled_rejection(fn: Handler) -> Callable[[], None]:
-    """Call fn(exc, context) for every failed task nobody retrieved; returns a remover."""
+def on_unhandled_rejection(fn: Handler) -> Handler:
+    """Call fn(exc, context) for every failed task nobody retrieved, from now
+    on. Returns fn (a decorator); ``off(fn)`` unregisters it."""
     return _register(_rejection, fn)
 
 
-def on_rejection_handled(fn: Handler) -> Callable[[], None]:
-    """Call fn(exc, context) when a reported rejection is retrieved later."""
+def on_rejection_handled(fn: Handler) -> Handler:
+    """Call fn(exc, context) when a reported rejection is retrieved later.
+    Returns fn (a decorator); ``off(fn)`` unregisters it."""
     return _register(_handled, fn)
+
+
+def off(fn: Handler) -> bool:
+    """Unregister a handler from every hook it was registered on (Node's
+    ``process.off``); False if it was not registered. The mode stays."""
+    found = False
+    for handlers in (_uncaught, _rejection, _handled):
+        while fn in handlers:
+            handlers.remove(fn)
+            found = True
+    return found
 
 
 def mode() -> str | None:
@@ -106,6 +128,9 @@ def mode() -> str | None:
 
 
 def _call_handlers(handlers: list[Handler], exc: BaseException, context: dict) -> None:
+    """Run the handlers in order. KeyboardInterrupt and a handler's SystemExit
+    (``sys.exit(n)``: Node's ``process.exit(n)``) end the round and propagate;
+    any other error of a handler is printed and the next handler runs."""
     if getattr(_in_handler, "active", False):
         return                       # a handler failed inside a handler: never loop
     _in_handler.active = True
@@ -113,9 +138,9 @@ def _call_handlers(handlers: list[Handler], exc: BaseException, context: dict) -
         for fn in list(handlers):
             try:
                 fn(exc, context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
             except BaseException as handler_exc:   # noqa: B036 - reported, never re-raised
-                if isinstance(handler_exc, KeyboardInterrupt):
-                    raise
                 print(f"phaseloop.errors: handler {fn!r} raised:", file=sys.stderr)
                 traceback.print_exception(handler_exc, file=sys.stderr)
     finally:
@@ -135,13 +160,25 @@ def report_uncaught(exc: BaseException, context: dict | None = None) -> None:
     _call_handlers(_uncaught, exc, ctx)
 
 
-def _strict_exit(loop: asyncio.AbstractEventLoop | None) -> None:
-    """Close what the loop serves, then stop it with SystemExit(1)."""
+def _strict_exit(loop: asyncio.AbstractEventLoop | None,
+                 exit_: SystemExit | None = None) -> None:
+    """Close what the loop serves, then stop it with SystemExit (status 1,
+    or the one a handler asked for)."""
     if loop is not None:
         closer = getattr(loop, "_close_transports", None)
         if closer is not None:
             closer()
-    raise SystemExit(1)
+    raise exit_ if exit_ is not None else SystemExit(1)
+
+
+def _call_loop_handlers(loop: asyncio.AbstractEventLoop, handlers: list[Handler],
+                        exc: BaseException, context: dict) -> None:
+    """The handlers, on the loop's thread: a handler's sys.exit(n) stops the
+    loop the way strict mode does, with status n."""
+    try:
+        _call_handlers(handlers, exc, context)
+    except SystemExit as exit_:
+        _strict_exit(loop, exit_)
 
 
 # ---- loops ------------------------------------------------------------------------
@@ -215,7 +252,8 @@ class _LoopHooks:
                 self.reported.discard(fut)
                 self.reported_ids.discard(id(fut))
                 exc = fut._exception
-                _call_handlers(_handled, exc, _future_context(fut, exc, "rejection handled"))
+                _call_loop_handlers(self.loop, _handled, exc,
+                                    _future_context(fut, exc, "rejection handled"))
         if self.reported:
             if self.check_hook is None:
                 self.poll_timer = self.loop.call_later(0.1, self.check_reported)
@@ -232,11 +270,11 @@ class _LoopHooks:
                 self.reported_ids.discard(id(fut))
                 return
             if exc is not None and _rejection:
-                _call_handlers(_rejection, exc, context)
+                _call_loop_handlers(loop, _rejection, exc, context)
                 if _mode == "strict":
                     _strict_exit(loop)
         elif exc is not None and not isinstance(exc, (SystemExit, KeyboardInterrupt)):
-            _call_handlers(_uncaught, exc, context)
+            _call_loop_handlers(loop, _uncaught, exc, context)
             if _mode == "strict":
                 loop.default_exception_handler(context)
                 _strict_exit(loop)
@@ -251,7 +289,7 @@ def _future_context(fut: asyncio.Future, exc: BaseException, message: str) -> di
 def _report_rejection(loop: asyncio.AbstractEventLoop, fut: asyncio.Future) -> None:
     exc = fut._exception           # not exception(): that would count as retrieving it
     context = _future_context(fut, exc, "Unhandled rejection: task exception was not retrieved")
-    _call_handlers(_rejection, exc, context)
+    _call_loop_handlers(loop, _rejection, exc, context)
     if _mode == "strict":
         loop.default_exception_handler(context)
         _strict_exit(loop)
@@ -280,31 +318,69 @@ def _attach_new_loop(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLo
 
 def _sys_hook(exc_type, exc, tb) -> None:
     if not issubclass(exc_type, (SystemExit, KeyboardInterrupt)):
-        _call_handlers(_uncaught, exc, {"message": "Uncaught exception in the main program",
-                                        "exception": exc})
+        try:
+            _call_handlers(_uncaught, exc, {"message": "Uncaught exception in the main program",
+                                            "exception": exc})
+        except SystemExit as exit_:
+            # The program is ending with this exception anyway (status 1):
+            # a handler's sys.exit(n) picks the status, as process.exit(n).
+            _exit_process(exit_)
     (_previous_sys_hook or sys.__excepthook__)(exc_type, exc, tb)
 
 
 def _thread_hook(args) -> None:
     if args.exc_type is not SystemExit:
-        _call_handlers(_uncaught, args.exc_value, {
-            "message": f"Uncaught exception in thread {args.thread.name if args.thread else '?'}",
-            "exception": args.exc_value, "thread": args.thread})
+        try:
+            _call_handlers(_uncaught, args.exc_value, {
+                "message": f"Uncaught exception in thread "
+                           f"{args.thread.name if args.thread else '?'}",
+                "exception": args.exc_value, "thread": args.thread})
+        except SystemExit as exit_:
+            if not _stop_main_loops(exit_):
+                _exit_process(exit_, run_atexit=False)
+            return
     (_previous_thread_hook or threading.__excepthook__)(args)
     if _mode == "strict" and args.exc_type is not SystemExit:
-        _stop_main_loops()
+        _stop_main_loops(SystemExit(1))
 
 
-def _stop_main_loops() -> None:
-    """strict mode, an exception in a thread: stop the hooked loops with SystemExit(1)."""
+def _exit_process(exit_: SystemExit, *, run_atexit: bool = True) -> None:
+    """End the process now with the status of ``exit_`` (the rules of
+    SystemExit: None is 0, an int is itself, anything else is printed and 1)."""
+    code = exit_.code
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    if run_atexit:
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(status)
+
+
+def _stop_main_loops(exit_: SystemExit) -> bool:
+    """From another thread: stop the running hooked loops with ``exit_``
+    after closing their transports; False if none was running."""
+    stopped = False
     for loop in list(_hooks_by_loop):
         if loop.is_running():
-            loop.call_soon_threadsafe(_strict_exit, loop)
+            loop.call_soon_threadsafe(_strict_exit, loop, exit_)
+            stopped = True
+    return stopped
+
 
 def install(mode: str = "log") -> None:
     """Route uncaught exceptions and unhandled rejections to the handlers.
 
     ``mode`` is "log" (report and go on) or "strict" (report, shut down, exit 1).
+    Registering a handler calls ``install("log")`` when no mode is set.
     Installs sys.excepthook and threading.excepthook (chaining the previous
     ones) and hooks the running loop, if any, and every loop made from now on.
     """

@@ -51,6 +51,16 @@ cdef bint _HANDLER_IN_FAILING_CONTEXT = sys.version_info >= (3, 12)
 
 BACKEND = pl_backend_name().decode()
 
+# Set by phaseloop.cluster.share_servers() in a worker: an async
+# provider(host, port, backlog) -> listening socket that create_server(host,
+# port) uses instead of binding (the primary's socket, as in Node's cluster).
+cdef object _server_socket_provider = None
+
+
+def _set_server_socket_provider(provider):
+    global _server_socket_provider
+    _server_socket_provider = provider
+
 include "handles.pxi"
 include "io.pxi"
 include "signals.pxi"
@@ -124,6 +134,7 @@ cdef class _Loop:
     cdef bint _forked
     cdef bint _debug
     cdef object _thread_id
+    cdef unsigned long _thread_ident     # _thread_id as a C value, while running
     cdef object _fatal
     cdef object _exception_handler
     cdef object _task_factory
@@ -249,7 +260,14 @@ cdef class _Loop:
         return self._call_soon(callback, args, context)
 
     def call_soon_threadsafe(self, callback, *args, context=None):
-        """call_soon from any thread; wakes the loop if it is waiting."""
+        """call_soon from any thread; wakes the loop if it is waiting.
+
+        From another thread while the loop runs, the callback is delivered
+        in the next poll phase, among its I/O callbacks, as libuv delivers
+        Node's thread-pool completions: a Task resumed by it (an awaited
+        run_in_executor or asyncio.to_thread) sees call_immediate run before
+        call_later(0). From the loop's own thread, or while the loop is not
+        running, it is call_soon."""
         self._check_closed()
         self._check_callback(callback, 'call_soon_threadsafe')
         cdef Handle h = self._new_handle(callback, args, context)
@@ -257,21 +275,41 @@ cdef class _Loop:
         # stack; a collection may run finalizers), and with it the loop's
         # thread, which may close the loop and free the core: check again.
         # From here to the wakeup nothing lets go of the GIL, which
-        # serialises this push with the loop thread.
+        # serialises these pushes with the loop thread.
         self._check_closed()
-        self._push_ready(h)
+        if self._thread_id is None or PyThread_get_thread_ident() == self._thread_ident:
+            self._push_ready(h)
+        else:
+            _own(h)
+            pl_poll_push(self.loop, &h.node)
         pl_loop_wakeup(self.loop)
+        return h
+
+    cdef Handle _new_queued_handle(self, callback, tuple args, context, str method):
+        """The checks of a one-shot scheduling method, then its owned Handle,
+        for the caller to push on its queue."""
+        self._check_closed()
+        if self._debug:
+            self._check_thread()
+        self._check_callback(callback, method)
+        cdef Handle h = self._new_handle(callback, args, context)
+        _own(h)
+        return h
+
+    def call_pending(self, callback, *args, context=None):
+        """Run callback(*args) in the pending phase of the next iteration:
+        libuv's deferred I/O callbacks. For an I/O operation that completed
+        at once but must be delivered as I/O is (phaseloop.streams hands a
+        file read served from the page cache over this way), so its
+        continuation sees call_immediate run before call_later(0)."""
+        cdef Handle h = self._new_queued_handle(callback, args, context, 'call_pending')
+        pl_pending_push(self.loop, &h.node)
         return h
 
     def call_immediate(self, callback, *args, context=None):
         """Node's setImmediate: run callback(*args) in the check phase of
         this iteration (or the next, if called from the check phase)."""
-        self._check_closed()
-        if self._debug:
-            self._check_thread()
-        self._check_callback(callback, 'call_immediate')
-        cdef Handle h = self._new_handle(callback, args, context)
-        _own(h)
+        cdef Handle h = self._new_queued_handle(callback, args, context, 'call_immediate')
         pl_check_push(self.loop, &h.node)
         return h
 
@@ -417,6 +455,7 @@ cdef class _Loop:
         self._set_coroutine_origin_tracking(self._debug)
         old_agen_hooks = sys.get_asyncgen_hooks()
         self._thread_id = _get_ident()
+        self._thread_ident = PyThread_get_thread_ident()
         previous_wakeup = None
         try:
             sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
@@ -1286,6 +1325,7 @@ cdef object _format_handle(Handle h):
 
 cdef extern from "errno.h":
     int c_errno "errno"
+
 
 
 cdef int errno_value():

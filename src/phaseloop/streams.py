@@ -18,6 +18,13 @@ The seed's example::
 
     await pipeline(create_read_stream("input.txt"), Upper(), create_write_stream("output.txt"))
 
+With text, give the read stream an encoding: chunks are then ``str``,
+decoded without ever splitting a multi-byte character (``bytes.upper()``
+changes ASCII letters only)::
+
+    await pipeline(create_read_stream("input.txt", encoding="utf-8"),
+                   Transform(str.upper), create_write_stream("output.txt"))
+
 ``async for chunk in readable`` reads until the end; leaving the loop early
 destroys the stream. Stages of ``pipeline`` may also be iterables (a source),
 async generator functions (``async def stage(source): async for c in source:
@@ -25,12 +32,16 @@ yield ...``) and plain functions (a Transform over each chunk). Sockets are
 Duplex streams: ``await connect(host, port)`` and ``await serve(handler,
 host, port)``.
 
-Works on any asyncio loop; file I/O runs in the loop's executor one chunk at
-a time, so the loop is never blocked for longer than one chunk.
+Works on any asyncio loop. File I/O moves one chunk at a time, so the loop
+is never blocked for longer than one chunk; a chunk the page cache holds is
+read on the loop, any other in the loop's executor, and on phaseloop a
+reader resumes as Node's I/O callbacks run (docs/phases.md). A pipeline that
+fails removes (or cuts back) the file its write stream was writing.
 """
 from __future__ import annotations
 
 import asyncio
+import codecs
 import collections
 import inspect
 import os
@@ -108,15 +119,25 @@ class _Base:
     def _destroy(self, error: BaseException | None) -> None:
         """Release resources (files, sockets); override in subclasses."""
 
+    def _discard_partial(self) -> None:
+        """The pipeline this stream is in failed: undo what it half-wrote
+        where it can (a file write stream does, in _released)."""
+
 
 # ---- Readable -----------------------------------------------------------------------
 
 
 class Readable(_Base):
     """A source of chunks. Subclasses implement ``async def _read(self, size)``,
-    which returns the next chunk, or None at the end (or calls ``push``)."""
+    which returns the next chunk, or None at the end (or calls ``push``).
 
-    def __init__(self, *, high_water_mark: int | None = None, object_mode: bool = False) -> None:
+    With ``encoding`` (or after ``set_encoding``) the chunks read are ``str``,
+    decoded incrementally as Node's StringDecoder does: a character split
+    between two pushed chunks comes out whole in the second one (invalid
+    bytes become U+FFFD, as in Node)."""
+
+    def __init__(self, *, high_water_mark: int | None = None, object_mode: bool = False,
+                 encoding: str | None = None) -> None:
         super().__init__(object_mode=object_mode)
         self.readable_high_water_mark = (high_water_mark if high_water_mark is not None
                                          else _default_mark(object_mode))
@@ -126,11 +147,40 @@ class Readable(_Base):
         self._data_waiter: asyncio.Future | None = None
         self._puller: asyncio.Task | None = None
         self._pull_wanted: asyncio.Event | None = None
+        self.encoding: str | None = None
+        self._decoder: codecs.IncrementalDecoder | None = None
+        if encoding is not None:
+            self.set_encoding(encoding)
 
     @property
     def readable_length(self) -> int:
-        """What is buffered (bytes, or chunks in object mode)."""
+        """What is buffered (bytes — characters once decoding — or chunks in object mode)."""
         return self._buffered
+
+    def set_encoding(self, encoding: str) -> "Readable":
+        """Give ``str`` chunks from now on, decoded with ``encoding`` without
+        ever splitting a multi-byte character between two chunks (Node's
+        ``readable.setEncoding``). What is buffered already is decoded too.
+        LookupError for an unknown encoding; returns the stream."""
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self.encoding = codecs.lookup(encoding).name
+        buffered = list(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+        self._decoder = decoder
+        for chunk in buffered:
+            self._append(self._decode(chunk))
+        return self
+
+    def _decode(self, chunk: Any) -> Any:
+        if isinstance(chunk, (bytes, bytearray, memoryview)):
+            return self._decoder.decode(chunk)
+        return chunk
+
+    def _append(self, chunk: Any) -> None:
+        if self._size(chunk) or self.object_mode:
+            self._buffer.append(chunk)
+            self._buffered += self._size(chunk)
 
     async def _read(self, size: int) -> Any:
         return None
@@ -142,13 +192,15 @@ class Readable(_Base):
             return False
         if chunk is None:
             self._ended = True
+            if self._decoder is not None:
+                self._append(self._decoder.decode(b"", True))   # an incomplete tail: U+FFFD
         else:
             self._check_chunk(chunk)
-            if not self.object_mode and isinstance(chunk, str):
+            if self._decoder is not None:
+                chunk = self._decode(chunk)
+            elif not self.object_mode and isinstance(chunk, str):
                 chunk = chunk.encode()
-            if self._size(chunk) or self.object_mode:
-                self._buffer.append(chunk)
-                self._buffered += self._size(chunk)
+            self._append(chunk)
         waiter = self._data_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -265,7 +317,11 @@ class _IterableReadable(Readable):
 
 class Writable(_Base):
     """A sink. Subclasses implement ``async def _write(self, chunk)`` and may
-    implement ``async def _final(self)`` (run once by ``end()``)."""
+    implement ``async def _final(self)`` (run once by ``end()``). In bytes
+    mode a ``str`` written is encoded (UTF-8) before ``_write`` sees it, as
+    Node's ``decodeStrings`` does."""
+
+    _encode_strings = True
 
     def __init__(self, *, high_water_mark: int | None = None, object_mode: bool = False,
                  write: Callable[[Any], Awaitable[None] | None] | None = None) -> None:
@@ -306,7 +362,7 @@ class Writable(_Base):
         if self._ending:
             raise StreamError("write after end")
         self._check_chunk(chunk)
-        if not self.object_mode and isinstance(chunk, str):
+        if self._encode_strings and not self.object_mode and isinstance(chunk, str):
             chunk = chunk.encode()
         self._pending.append(chunk)
         self._pending_size += self._size(chunk)
@@ -402,12 +458,21 @@ class Transform(Duplex):
     Subclass with ``async def transform(self, chunk)`` returning the output
     chunk (None for none) or calling ``self.push``; optional ``async def
     flush(self)`` at the end. Or pass ``transform=fn`` (sync or async).
+
+    ``transform`` gets each chunk as it was written: ``str`` stays ``str``
+    (so a text pipeline reads ``Transform(str.upper)``), bytes stay bytes.
+    What it returns is pushed: in bytes mode a ``str`` is encoded (UTF-8)
+    unless this Transform's readable side has an ``encoding``.
     """
+
+    _encode_strings = False
 
     def __init__(self, transform: Callable[[Any], Any] | None = None, *,
                  flush: Callable[[], Any] | None = None, high_water_mark: int | None = None,
-                 object_mode: bool = False) -> None:
+                 object_mode: bool = False, encoding: str | None = None) -> None:
         super().__init__(high_water_mark=high_water_mark, object_mode=object_mode)
+        if encoding is not None:
+            self.set_encoding(encoding)
         if transform is not None:
             self._transform_fn = transform
         if flush is not None:
@@ -487,7 +552,9 @@ def _as_stage(stage: Any, position: int, last: bool, object_mode: bool) -> Any:
 async def pipeline(*stages: Any) -> None:
     """Connect stages source -> transforms -> sink and wait until the sink
     has finished. On an error or cancellation every stream stage is destroyed
-    and the first error is raised.
+    and the first error is raised; an unfinished file write stream removes
+    the file it created (or cuts an existing one back to its length when
+    opened) before that.
 
     >>> await pipeline(create_read_stream("in.txt"), Transform(bytes.upper),
     ...                create_write_stream("out.txt"))
@@ -525,6 +592,7 @@ async def pipeline(*stages: Any) -> None:
             task.cancel()
         failure = first if not isinstance(first, asyncio.CancelledError) else None
         for stream in streams:
+            stream._discard_partial()
             stream.destroy(failure)
         await asyncio.gather(*pumps, *(s._released() for s in streams), return_exceptions=True)
         if first is exc:
@@ -541,6 +609,36 @@ async def _pump(source: Any, sink: Writable) -> None:
 # ---- files ---------------------------------------------------------------------------
 
 
+def _run_and_deliver(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], args: tuple,
+                     deliver: Callable[[Any, BaseException | None], None], opens: bool) -> None:
+    """In an executor thread: run fn(*args), hand (result, error) back to the loop.
+
+    The thread delivers its own completion with call_soon_threadsafe, which
+    phaseloop runs in the poll phase among the I/O callbacks, as libuv runs
+    Node's thread-pool completions: whatever the completion wakes resumes in
+    that poll phase (asyncio's wrap_future would add a ready-queue hop)."""
+    try:
+        result, error = fn(*args), None
+    except BaseException as exc:          # noqa: B036 - handed to the loop
+        result, error = None, exc
+    try:
+        loop.call_soon_threadsafe(deliver, result, error)
+    except RuntimeError:                  # the loop closed meanwhile
+        if error is None and opens:
+            os.close(_fd_of(result))
+
+
+def _fd_of(opened: Any) -> int:
+    """The fd an opener returned (os.open's int, or _open_for_writing's pair)."""
+    return opened if isinstance(opened, int) else opened[0]
+
+
+def _deliver_as_io(loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
+    """How to deliver an I/O completion that happened inline: phaseloop's
+    pending phase (libuv's deferred I/O callbacks), call_soon elsewhere."""
+    return getattr(loop, "call_pending", None) or loop.call_soon
+
+
 class _FileIO:
     """An fd used from the executor, one call at a time. Cancelling the
     caller does not lose an fd being opened, and closing waits for the call
@@ -548,55 +646,77 @@ class _FileIO:
 
     def __init__(self) -> None:
         self.fd: int | None = None
-        self._busy: asyncio.Future | None = None
+        self._busy = False
+        self._idle_waiters: list[asyncio.Future] = []
         self._closing = False
+        self._buf: bytearray | None = None
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        self._busy = fut
-        fut.add_done_callback(self._idle)
+    def submit(self, fn: Callable[..., Any], args: tuple,
+               then: Callable[[Any, BaseException | None], None], *, opens: bool = False) -> None:
+        """Run fn(*args) in the loop's executor; then(result, error) runs on
+        the loop (phaseloop: in the poll phase), after the fd is idle again.
+        With ``opens``, fn opens the fd: it is kept even if the stream was
+        destroyed meanwhile, so closing the stream closes it."""
+        loop = asyncio.get_running_loop()
+        self._busy = True
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if opens and error is None:
+                self.fd = _fd_of(result)
+            self._idle()
+            then(result, error)
+        fut = loop.run_in_executor(None, _run_and_deliver, loop, fn, args, done, opens)
+        fut.add_done_callback(_retrieve)
+
+    async def call(self, fn: Callable[..., Any], *args: Any, opens: bool = False) -> Any:
+        """fn(*args) in the executor, awaited (see submit)."""
+        fut = asyncio.get_running_loop().create_future()
+
+        def then(result: Any, error: BaseException | None) -> None:
+            if fut.done():
+                return
+            if error is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(error)
+        self.submit(fn, args, then, opens=opens)
         return await asyncio.shield(fut)
 
-    async def open(self, path: str, flags: int) -> None:
-        fut = asyncio.get_running_loop().run_in_executor(None, os.open, path, flags, 0o666)
-        self._busy = fut
-        fut.add_done_callback(self._opened)   # keeps the fd even if our caller is cancelled
-        await asyncio.shield(fut)
-
-    def _opened(self, fut: asyncio.Future) -> None:
-        if not fut.cancelled() and fut.exception() is None:
-            self.fd = fut.result()
-        self._idle(fut)
-
-    def _idle(self, fut: asyncio.Future) -> None:
-        self._busy = None
+    def _idle(self) -> None:
+        self._busy = False
         if self._closing:
             self._close_now()
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
-    async def pread(self, size: int, offset: int) -> bytes:
-        """Read from the page cache on the loop when the data is there
-        (RWF_NOWAIT never blocks); otherwise in the executor."""
-        if _RWF_NOWAIT is not None:
-            buf = bytearray(size)
-            try:
-                n = os.preadv(self.fd, [buf], offset, _RWF_NOWAIT)
-            except (BlockingIOError, OSError):
-                pass                            # not cached, or unsupported here
-            else:
-                if n == size or n == 0:
-                    return bytes(buf) if n else b""
-                del buf[n:]                     # short: may be EOF or uncached: ask the kernel
-                rest = await self.call(os.pread, self.fd, size - n, offset + n)
-                return bytes(buf) + rest
-        return await self.call(os.pread, self.fd, size, offset)
+    def read_cached(self, size: int, offset: int) -> bytes | None:
+        """What the page cache holds of [offset, offset + size), read on the
+        loop with RWF_NOWAIT, which never blocks; None when nothing could be
+        read that way (not cached, or no RWF_NOWAIT here)."""
+        if _RWF_NOWAIT is None:
+            return None
+        buf = self._buf
+        if buf is None or len(buf) < size:
+            # One buffer for every read: a fresh bytearray is zero-filled
+            # first, and that memset cost a tenth of a chunk's instructions.
+            buf = self._buf = bytearray(size)
+        try:
+            n = os.preadv(self.fd, [memoryview(buf)[:size]], offset, _RWF_NOWAIT)
+        except (BlockingIOError, OSError):
+            return None                         # not cached, or unsupported here
+        return bytes(memoryview(buf)[:n])
 
     async def wait_idle(self) -> None:
-        if self._busy is not None:
-            await asyncio.wait([self._busy])
+        if self._busy:
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
 
     def close(self) -> None:
         self._closing = True
-        if self._busy is None:
+        if not self._busy:
             self._close_now()
 
     def _close_now(self) -> None:
@@ -605,31 +725,90 @@ class _FileIO:
             os.close(fd)
 
 
+def _retrieve(fut: asyncio.Future) -> None:
+    """The executor future's own outcome is carried by the delivery; this
+    only keeps an error of the hand-back itself from going unreported."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class _FileReadable(Readable):
+    """fs.ReadStream: one read in flight at a time, started whenever the
+    buffer is under the mark. A read that a reader waits for completes as
+    an I/O callback (served by the page cache: in the next pending phase;
+    from the executor: in the poll phase), so the reader resumes where
+    Node's 'data' listener would run. A read ahead that nobody waits for
+    yet is pushed as soon as the page cache serves it: no one resumes, so
+    no order is at stake, and the reader finds the chunk buffered."""
+
     def __init__(self, path: Any, *, high_water_mark: int, start: int | None,
-                 end: int | None) -> None:
-        super().__init__(high_water_mark=high_water_mark)
+                 end: int | None, encoding: str | None) -> None:
+        super().__init__(high_water_mark=high_water_mark, encoding=encoding)
         self.path = os.fspath(path)
         self._chunk = high_water_mark
         self._file = _FileIO()
         self._position = start or 0
         self._end = end                          # inclusive, as Node's
+        self._reading = False
 
-    async def _read(self, size: int) -> Any:
+    def _start_pulling(self) -> None:
+        self._read_more(True)             # read() is about to wait for it
+
+    def _after_read(self) -> None:
+        self._read_more(False)
+
+    def _read_more(self, waited_for: bool) -> None:
+        if self._reading or self._ended or self.destroyed \
+                or self._buffered >= self.readable_high_water_mark:
+            return
+        self._reading = True
         if self._file.fd is None:
-            await self._file.open(self.path, os.O_RDONLY)
+            self._file.submit(os.open, (self.path, os.O_RDONLY, 0o666), self._opened, opens=True)
+            return
         want = self._chunk
         if self._end is not None:
             want = min(want, self._end + 1 - self._position)
         if want <= 0:
-            self.push(None)
-            return None
-        data = await self._file.pread(want, self._position)
+            self._served(b"", waited_for)
+            return
+        head = self._file.read_cached(want, self._position)
+        if head is not None and (len(head) == want or not head
+                                 or self._position + len(head) >= os.fstat(self._file.fd).st_size):
+            self._served(head, waited_for)      # by the page cache, up to the end if short
+        elif head:
+            # Short: the end of the file, or the rest is not cached: ask the kernel.
+            self._file.submit(os.pread, (self._file.fd, want - len(head),
+                                         self._position + len(head)),
+                              lambda rest, error: self._on_data(head + (rest or b""), error))
+        else:
+            self._file.submit(os.pread, (self._file.fd, want, self._position), self._on_data)
+
+    def _served(self, data: bytes, waited_for: bool) -> None:
+        if waited_for:
+            _deliver_as_io(asyncio.get_running_loop())(self._on_data, data, None)
+        else:
+            self._on_data(data, None)
+
+    def _opened(self, fd: Any, error: BaseException | None) -> None:
+        self._reading = False
+        if error is not None:
+            self.destroy(error)
+        elif not self.destroyed:
+            self._read_more(self._data_waiter is not None)
+
+    def _on_data(self, data: bytes | None, error: BaseException | None) -> None:
+        self._reading = False
+        if self.destroyed:
+            return
+        if error is not None:
+            self.destroy(error)
+            return
         if not data:
             self.push(None)
-            return None
+            return
         self._position += len(data)
-        return data
+        self.push(data)
+        self._read_more(False)                   # read ahead while under the mark
 
     def _on_end(self) -> None:
         self._file.close()
@@ -643,14 +822,23 @@ class _FileReadable(Readable):
 
 
 def create_read_stream(path: Any, *, high_water_mark: int = 65536, start: int | None = None,
-                       end: int | None = None) -> Readable:
-    """A Readable of a file's bytes, ``start``..``end`` inclusive (Node's
-    fs.createReadStream); each chunk is read in the executor."""
+                       end: int | None = None, encoding: str | None = None) -> Readable:
+    """A Readable of a file, ``start``..``end`` inclusive (Node's
+    fs.createReadStream). Chunks are bytes, or ``str`` with ``encoding``
+    (decoded incrementally: a multi-byte character is never split).
+
+    A chunk the page cache holds is read on the loop and delivered in the
+    next pending phase; any other is read in the executor and delivered in
+    the poll phase (on phaseloop; asyncio's loop has no phases), so a reader
+    resumes as a Node 'data' listener runs: before the check phase."""
     if start is not None and start < 0 or end is not None and end < 0:
         raise ValueError("start and end must be >= 0")
     if start is not None and end is not None and end < start:
         raise ValueError(f"end ({end}) must be >= start ({start})")
-    return _FileReadable(path, high_water_mark=high_water_mark, start=start, end=end)
+    if encoding is not None:
+        codecs.lookup(encoding)                  # LookupError now, not at the first read
+    return _FileReadable(path, high_water_mark=high_water_mark, start=start, end=end,
+                         encoding=encoding)
 
 
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
@@ -664,22 +852,43 @@ _FLAGS = {
 }
 
 
+def _open_for_writing(path: str, flags: int) -> tuple[int, bool]:
+    """os.open, and whether this call created the file (O_EXCL first)."""
+    if flags & os.O_CREAT and not flags & os.O_EXCL:
+        try:
+            return os.open(path, flags | os.O_EXCL, 0o666), True
+        except FileExistsError:
+            pass
+    return os.open(path, flags, 0o666), bool(flags & os.O_EXCL)
+
+
 class _FileWritable(Writable):
     def __init__(self, path: Any, flags: str, high_water_mark: int) -> None:
         super().__init__(high_water_mark=high_water_mark)
         if flags not in _FLAGS:
             raise ValueError(f"flags must be one of {sorted(_FLAGS)}, got {flags!r}")
         self.path = os.fspath(path)
+        self.flags = flags
         self._flags = _FLAGS[flags]
         self._file = _FileIO()
         self._chunk = high_water_mark
         self._inline = False
+        self._created = False
+        self._identity: tuple[int, int, int] | None = None   # (dev, inode, size when opened)
+        self._discard = False
         self.bytes_written = 0
+
+    async def _open(self) -> None:
+        fd, self._created = await self._file.call(_open_for_writing, self.path, self._flags,
+                                                  opens=True)
+        st = os.fstat(fd)
+        self._inline = stat.S_ISREG(st.st_mode)
+        if self._inline:
+            self._identity = (st.st_dev, st.st_ino, st.st_size)
 
     async def _write(self, chunk: Any) -> None:
         if self._file.fd is None:
-            await self._file.open(self.path, self._flags)
-            self._inline = stat.S_ISREG(os.fstat(self._file.fd).st_mode)
+            await self._open()
         view = memoryview(chunk)
         while view:
             if self._inline:
@@ -693,19 +902,47 @@ class _FileWritable(Writable):
 
     async def _final(self) -> None:
         if self._file.fd is None:               # nothing written: still create the file
-            await self._file.open(self.path, self._flags)
+            await self._open()
         self._file.close()
+
+    def _discard_partial(self) -> None:
+        self._discard = True
 
     def _destroy(self, error: BaseException | None) -> None:
         self._file.close()
 
     async def _released(self) -> None:
         await self._file.wait_idle()
+        if self._discard and not self.writable_finished and self._identity is not None:
+            self._undo()
+
+    def _undo(self) -> None:
+        """A failed pipeline: remove the file if this stream created it,
+        otherwise cut it back to its length when opened. Only if the path
+        still names the file this stream wrote (not one put there since)."""
+        dev, ino, size = self._identity
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) != (dev, ino) or not stat.S_ISREG(st.st_mode):
+                return
+            if self._created:
+                os.unlink(self.path)
+            elif self.flags != "r+" and st.st_size > size:
+                os.truncate(self.path, size)
+        except OSError:
+            pass                                 # best effort: the pipeline's error is raised
 
 
 def create_write_stream(path: Any, *, flags: str = "w", high_water_mark: int = 65536) -> Writable:
     """A Writable into a file (Node's fs.createWriteStream); ``flags`` "w",
-    "wx", "a", "ax" or "r+"; each chunk is written in the executor."""
+    "wx", "a", "ax" or "r+"; ``str`` chunks are written as UTF-8. A chunk
+    goes to a regular file on the loop (one write into the page cache), to
+    a pipe or device in the executor.
+
+    When a :func:`pipeline` it ends fails or is cancelled, a regular file
+    this stream created is removed, and one that existed is cut back to the
+    length it had once opened ("w": empty, "a": its old content; "r+" is
+    left as it is): a half-written output never passes for a whole one."""
     return _FileWritable(path, flags, high_water_mark)
 
 

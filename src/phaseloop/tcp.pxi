@@ -215,6 +215,12 @@ class _TCPMethods:
         _check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
         if sock is not None:
             _check_ssl_socket(sock)
+        if (sock is None and _server_socket_provider is not None and not reuse_port
+                and (host is None or isinstance(host, str)) and (host is not None or port is not None)):
+            # A phaseloop.cluster worker that opted in (cluster.share_servers()):
+            # the primary hands the listening socket over, as Node's cluster does.
+            sock = await _server_socket_provider(host, port, backlog)
+            host = port = None
         if host is not None or port is not None:
             if sock is not None:
                 raise ValueError('host/port and sock can not be specified at the same time')

@@ -9,14 +9,16 @@ chain has finished, so middlewares may still change it after ``await next()``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import socket
+import sys
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Iterator, Mapping
 from urllib.parse import parse_qsl, unquote
 
-from ..middleware import compose
+from ..middleware import _arity, compose
 
 __all__ = ["App", "ClientDisconnected", "HTTPError", "Headers", "Request", "Response"]
 
@@ -389,9 +391,46 @@ def _normalize(path: str) -> str:
     return path
 
 
+def _mounted(prefix: str, inner: Middleware) -> Middleware:
+    """``inner`` for requests to ``prefix`` and below; the others go on
+    with ``next`` (an error handler's shape is kept: four parameters)."""
+    def applies(req: Request) -> bool:
+        p = req.path
+        return prefix == "/" or p == prefix or p.startswith(prefix + "/")
+
+    if _arity(inner) == 4:
+        async def mounted_error_handler(err: BaseException, req: Request, res: Response,
+                                        next: Any) -> Any:
+            if applies(req):
+                return await _awaited(inner(err, req, res, next))
+            return await next(err)
+        mw: Middleware = mounted_error_handler
+    else:
+        async def mounted(req: Request, res: Response, next: Any) -> Any:
+            if applies(req):
+                return await _awaited(inner(req, res, next))
+            return await next()
+        mw = mounted
+    mw.__qualname__ = f"use({prefix!r}, {getattr(inner, '__qualname__', inner)})"
+    return mw
+
+
+async def _awaited(result: Any) -> Any:
+    """What a middleware returned, awaited if it is awaitable (a plain ``def``
+    middleware returns None or next()'s awaitable)."""
+    return await result if inspect.isawaitable(result) else result
+
+
 def _handler_layer(handler: Handler) -> Callable[..., Awaitable[Any]]:
-    async def run_handler(req: Request, res: Response, next: Any = None) -> Any:
-        result = await handler(req, res)
+    """A route handler as the last layer of its route: ``handler(req, res)``,
+    or ``handler(req, res, next)`` when it takes a third parameter (to call
+    ``next(err)``); ``async def`` or plain; what it returns is sent."""
+    takes_next = _arity(handler) >= 3
+
+    async def run_handler(req: Request, res: Response, next: Any) -> Any:
+        result = handler(req, res, next) if takes_next else handler(req, res)
+        if inspect.isawaitable(result):
+            result = await result
         if result is not None and not res.sent:
             res.send(result)
         return result
@@ -425,6 +464,8 @@ class App:
         self.body_timeout = body_timeout
         self.max_pipelined = max_pipelined
         self._middlewares: list[Middleware] = []
+        self._error_handlers: list[Middleware] = []
+        self._routes_take_next = False
         self._static: dict[str, _Route] = {}
         self._dynamic: list[_Route] = []
         self._chain: Callable[..., Awaitable[Any]] | None = None
@@ -433,24 +474,26 @@ class App:
     # -- building ------------------------------------------------------------------
 
     def use(self, path_or_middleware: Any, middleware: Middleware | None = None) -> "App":
-        """Add a middleware ``async def mw(req, res, next)``; with a path
-        first, it runs only for that path and the paths below it."""
+        """Add a middleware ``async def mw(req, res, next)`` (or a plain
+        ``def`` calling ``next()`` without awaiting it, as in Express); with a
+        path first, it runs only for that path and the paths below it.
+
+        A middleware with four parameters, ``(err, req, res, next)``, handles
+        errors, as in Express: it runs when a middleware or handler raised or
+        called ``next(err)``. Error handlers run after the router, in the
+        order they were added; one that neither answers nor passes the error
+        on with ``next(err)`` has handled it. An error none handles is
+        answered 500 (or its HTTPError's status)."""
         if middleware is None:
             mw = path_or_middleware
         else:
-            prefix = _normalize(str(path_or_middleware))
-            inner = middleware
-
-            async def mounted(req: Request, res: Response, next: Any) -> Any:
-                p = req.path
-                if prefix == "/" or p == prefix or p.startswith(prefix + "/"):
-                    return await inner(req, res, next)
-                return await next()
-            mounted.__qualname__ = f"use({prefix!r}, {getattr(inner, '__qualname__', inner)})"
-            mw = mounted
+            mw = _mounted(_normalize(str(path_or_middleware)), middleware)
         if not callable(mw):
             raise TypeError(f"middleware must be callable, got {type(mw).__name__}")
-        self._middlewares.append(mw)
+        if _arity(mw) == 4:
+            self._error_handlers.append(mw)
+        else:
+            self._middlewares.append(mw)
         self._chain = None
         return self
 
@@ -474,6 +517,9 @@ class App:
                     self._dynamic.append(route)
             layer = _handler_layer(handler)
             route.handlers[method] = compose([*middlewares, layer]) if middlewares else layer
+            if middlewares or _arity(handler) >= 3:
+                self._routes_take_next = True   # they may call next(err): run the chain
+                self._chain = None
             return handler
         return register
 
@@ -520,14 +566,17 @@ class App:
             if "GET" in handlers:
                 allowed.append("HEAD")
             raise HTTPError(405, "Method Not Allowed", headers={"Allow": ", ".join(allowed)})
-        return await handler(req, res)
+        # The chain's next (None when the App runs no chain: then no route has
+        # middlewares or takes next): a route's next(err) reaches the error handlers.
+        return await handler(req, res, next)
 
     def handle(self, req: Request, res: Response) -> Awaitable[Any]:
         """Run the middleware chain and the router for one request."""
         chain = self._chain
         if chain is None:
-            if self._middlewares:
-                chain = self._chain = compose([*self._middlewares, self._router])
+            if self._middlewares or self._error_handlers or self._routes_take_next:
+                chain = self._chain = compose([*self._middlewares, self._router,
+                                               *self._error_handlers])
             else:
                 router = self._router
                 chain = self._chain = lambda req, res: router(req, res, None)
@@ -542,8 +591,20 @@ class App:
 
     async def listen(self, port: int = 0, host: str = "127.0.0.1", **kwargs: Any) -> asyncio.AbstractServer:
         """Start serving on host:port on the running loop; returns the server
-        (already serving; ``server.sockets[0].getsockname()`` for port 0)."""
+        (already serving; ``server.sockets[0].getsockname()`` for port 0).
+
+        In a ``phaseloop.cluster`` worker the primary opens host:port once and
+        hands it to every worker that listens there, with the cluster's
+        scheduling policy (``cluster.server_socket``): as in Node, every worker
+        may call ``app.listen(3000)`` (unless ``reuse_port=True`` is given: then
+        the worker binds its own socket)."""
         loop = asyncio.get_running_loop()
+        cluster = sys.modules.get("phaseloop.cluster")    # imported by any cluster worker
+        if cluster is not None and cluster.worker is not None and not kwargs.get("reuse_port"):
+            sock = await cluster.server_socket(host, port, backlog=kwargs.pop("backlog", 511))
+            kwargs.pop("reuse_address", None)
+            kwargs.pop("reuse_port", None)
+            return await loop.create_server(self._factory(), sock=sock, **kwargs)
         kwargs.setdefault("reuse_address", True)
         return await loop.create_server(self._factory(), host, port, **kwargs)
 

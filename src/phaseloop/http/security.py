@@ -25,20 +25,34 @@ def _client_key(req: Request) -> str:
     return str(client)
 
 
-def rate_limit(window: float = 15 * 60, max: int = 100, message: str = "Too many requests", *,
-               key: Callable[[Request], str] = _client_key, max_keys: int = 10_000,
+def rate_limit(window: float | None = None, max: int = 100,
+               message: str | dict | list = "Too many requests", *,
+               window_ms: float | None = None, key: Callable[[Request], str] = _client_key,
+               max_keys: int = 10_000,
                clock: Callable[[], float] = time.monotonic) -> Callable[..., Any]:
     """Fixed-window rate limiting, keyed by client address (``key(req)``).
 
-    At most ``max`` requests per ``window`` seconds per key; above it the
-    answer is 429 ``{"error": message}`` with ``Retry-After``. Every response
-    carries ``RateLimit-Limit``, ``RateLimit-Remaining`` and
-    ``RateLimit-Reset`` (seconds until the window resets). Memory is bounded:
-    at most ``max_keys`` keys are tracked; when full, expired windows are
-    dropped first, then the oldest keys.
+    At most ``max`` requests per window per key. The window is ``window``
+    **seconds** (default 15 minutes) or, as express-rate-limit's
+    ``windowMs``, ``window_ms`` **milliseconds**: ``rate_limit(window_ms=15 *
+    60 * 1000, max=100)`` is ``rate_limit(window=900, max=100)``. Above the
+    limit the answer is 429 with ``Retry-After`` and ``message`` as the body:
+    a ``str`` as ``text/plain`` (as express-rate-limit sends it), a dict or
+    list as JSON. Every response carries ``RateLimit-Limit``,
+    ``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the window
+    resets). Memory is bounded: at most ``max_keys`` keys are tracked; when
+    full, expired windows are dropped first, then the oldest keys.
     """
+    if window is not None and window_ms is not None:
+        raise TypeError("rate_limit takes window (seconds) or window_ms, not both")
+    if window_ms is not None:
+        window = window_ms / 1000
+    elif window is None:
+        window = 15 * 60
     if max < 1 or window <= 0:
-        raise ValueError("rate_limit needs max >= 1 and window > 0")
+        raise ValueError("rate_limit needs max >= 1 and a window > 0")
+    if not isinstance(message, (str, dict, list)):
+        raise TypeError(f"message must be a str, dict or list, not {type(message).__name__}")
     limit = int(max)
     hits: dict[str, list[float]] = {}     # key -> [count, reset_at]; insertion order = age
 
@@ -66,10 +80,9 @@ def rate_limit(window: float = 15 * 60, max: int = 100, message: str = "Too many
         res.set("RateLimit-Remaining", remaining)
         res.set("RateLimit-Reset", reset)
         if entry[0] > limit:
-            raise HTTPError(429, message, headers={"Retry-After": str(reset),
-                                                   "RateLimit-Limit": str(limit),
-                                                   "RateLimit-Remaining": "0",
-                                                   "RateLimit-Reset": str(reset)})
+            # Answered here, as express-rate-limit does: the chain stops.
+            res.status(429).set("Retry-After", reset).send(message)
+            return None
         return await next()
 
     rate_limit_mw.store = hits  # type: ignore[attr-defined]   # for tests / introspection
@@ -82,13 +95,16 @@ max_ = max  # the builtin, shadowed by rate_limit's parameter
 # ---- CORS -------------------------------------------------------------------------------
 
 
-def cors(origins: Iterable[str] | str = "*", methods: Iterable[str] = ("GET", "HEAD", "PUT", "PATCH",
-                                                                        "POST", "DELETE"),
+def cors(origins: Iterable[str] | str | None = None,
+         methods: Iterable[str] = ("GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"),
          headers: Iterable[str] | None = None, credentials: bool = False,
-         max_age: int | None = None, expose_headers: Iterable[str] | None = None) -> Callable[..., Any]:
+         max_age: int | None = None, expose_headers: Iterable[str] | None = None, *,
+         origin: Iterable[str] | str | None = None) -> Callable[..., Any]:
     """Cross-Origin Resource Sharing.
 
-    ``origins``: "*" or a list of exact origins ("https://app.example").
+    ``origins`` (or ``origin``, the name of the option in Express's cors
+    package): "*" (the default) or a list of exact origins
+    ("https://app.example"); a single origin may be given as a string.
     A request from an allowed origin gets ``Access-Control-Allow-Origin``
     (the origin itself, with ``Vary: Origin``, unless ``origins == "*"``
     without credentials) and, with ``credentials``, ``Access-Control-Allow-
@@ -98,6 +114,12 @@ def cors(origins: Iterable[str] | str = "*", methods: Iterable[str] = ("GET", "H
     A disallowed origin gets no CORS headers at all (its preflight gets a
     bare 204), so the browser blocks it.
     """
+    if origins is not None and origin is not None:
+        raise TypeError("cors takes origins or origin (its alias), not both")
+    if origins is None:
+        origins = origin if origin is not None else "*"
+    if isinstance(origins, str) and origins != "*":
+        origins = [origins]
     any_origin = origins == "*"
     allowed = frozenset() if any_origin else frozenset(origins)
     if not any_origin and "*" in allowed:
@@ -208,6 +230,10 @@ def validate(body: Any = None, query: Any = None) -> Callable[..., Any]:
     hold the model instances. Invalid: 422 ``{"error": "Validation failed",
     "details": [{"loc": [...], "msg": ..., "type": ...}]}`` (a body that is
     not JSON is reported the same way, at ``["body"]``).
+
+    pydantic's ``EmailStr`` needs the ``email-validator`` package, which
+    ``phaseloop[http]`` does not bring: ``pip install "pydantic[email]"``.
+    Without it pydantic raises ImportError when the model is defined.
     """
     import pydantic   # optional dependency: only needed when validate() is used
 
