@@ -21,7 +21,8 @@ See docs/http.md. Needs ``httptools`` (and ``pydantic`` for ``validate``):
 """
 from __future__ import annotations
 
-from .app import App, ClientDisconnected, Headers, HTTPError, Request, Response
+from .app import App
+from .messages import ClientDisconnected, Headers, HTTPError, Request, Response
 from .security import cors, rate_limit, security_headers, validate
 from .server import HttpProtocol
 

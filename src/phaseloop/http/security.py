@@ -10,7 +10,7 @@ import math
 import time
 from typing import Any, Callable, Iterable
 
-from .app import HTTPError, Request, Response
+from .messages import HTTPError, Request, Response
 
 __all__ = ["cors", "rate_limit", "security_headers", "validate"]
 

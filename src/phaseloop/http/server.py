@@ -1,6 +1,8 @@
-"""HTTP/1.1 on the loop's protocol API, with httptools as the parser.
+"""HTTP/1.1 on the loop's protocol API, with httptools as the parser; serving an App.
 
-One :class:`HttpProtocol` per connection. The parser runs in
+:func:`listen`, :func:`serve` and :func:`drain` serve an App (anything with
+``handle(req, res)``, the connection set and the limits an App has) on the
+running loop.  One :class:`HttpProtocol` per connection. The parser runs in
 ``data_received``; a request is handed to the App as soon as its headers are
 complete (its body keeps arriving into the Request). Pipelined requests wait
 in a queue and are answered strictly in order, by one task per busy period.
@@ -20,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
+import sys
 import time
 import traceback
 from email.utils import formatdate
@@ -29,9 +33,9 @@ from typing import Any
 import httptools
 
 from .. import errors
-from .app import App, ClientDisconnected, Headers, HTTPError, Request, Response
+from .messages import ClientDisconnected, Headers, HTTPError, Request, Response
 
-__all__ = ["HttpProtocol"]
+__all__ = ["HttpProtocol", "drain", "listen", "serve"]
 
 log = logging.getLogger("phaseloop.http")
 
@@ -82,7 +86,7 @@ def _simple_response(status: int, message: str) -> bytes:
 class HttpProtocol(asyncio.Protocol):
     """One HTTP/1.1 connection serving an App (see the module docstring)."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -554,3 +558,64 @@ async def _close_stream(obj: Any, owner: Any = None) -> None:
                 destroy()
             except Exception:  # noqa: BLE001
                 pass
+
+
+# ---- serving an App -------------------------------------------------------------------
+
+
+def _protocol_factory(app: Any) -> Any:
+    return lambda: HttpProtocol(app)
+
+
+async def listen(app: Any, port: int = 0, host: str = "127.0.0.1",
+                 **kwargs: Any) -> asyncio.AbstractServer:
+    """Serve ``app`` on host:port on the running loop; returns the server
+    (already serving; ``server.sockets[0].getsockname()`` for port 0).
+
+    In a ``phaseloop.cluster`` worker the primary opens host:port once and
+    hands it to every worker that listens there, with the cluster's
+    scheduling policy (``cluster.server_socket``): as in Node, every worker
+    may call ``app.listen(3000)`` (unless ``reuse_port=True`` is given: then
+    the worker binds its own socket)."""
+    loop = asyncio.get_running_loop()
+    cluster = sys.modules.get("phaseloop.cluster")    # imported by any cluster worker
+    if cluster is not None and cluster.worker is not None and not kwargs.get("reuse_port"):
+        sock = await cluster.server_socket(host, port, backlog=kwargs.pop("backlog", 511))
+        kwargs.pop("reuse_address", None)
+        kwargs.pop("reuse_port", None)
+        return await loop.create_server(_protocol_factory(app), sock=sock, **kwargs)
+    kwargs.setdefault("reuse_address", True)
+    return await loop.create_server(_protocol_factory(app), host, port, **kwargs)
+
+
+async def serve(app: Any, sock: socket.socket | None = None, *, host: str = "127.0.0.1",
+                port: int = 0, drain_timeout: float = 10.0) -> None:
+    """Serve ``app`` (on an already-bound listening ``sock``, or host:port)
+    until cancelled. On cancellation: stop accepting, let in-flight requests
+    finish (up to ``drain_timeout`` seconds), close the connections, then
+    re-raise CancelledError."""
+    loop = asyncio.get_running_loop()
+    if sock is not None:
+        server = await loop.create_server(_protocol_factory(app), sock=sock)
+    else:
+        server = await loop.create_server(_protocol_factory(app), host, port, reuse_address=True)
+    try:
+        await asyncio.Future()   # until cancelled
+    finally:
+        server.close()
+        await drain(app, drain_timeout)
+        await server.wait_closed()
+
+
+async def drain(app: Any, timeout: float = 10.0) -> None:
+    """Graceful close of every connection of ``app``: idle ones now, busy
+    ones after their current response; after ``timeout`` seconds, abort the
+    rest."""
+    for conn in list(app.connections):
+        conn.shutdown()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while app.connections and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    for conn in list(app.connections):
+        conn.abort()
