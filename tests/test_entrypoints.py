@@ -240,3 +240,41 @@ def test_import_and_use_emit_no_warning(code):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert proc.stdout == ""
+
+
+# ---- hooks run on every new loop ------------------------------------------------------
+
+
+def test_new_loop_hooks():
+    seen = []
+    hook = phaseloop.on_new_loop(seen.append)
+    assert hook == seen.append
+    try:
+        loop = phaseloop.new_event_loop()
+        loop.close()
+        phaseloop.run(asyncio.sleep(0))
+        assert len(seen) == 2 and seen[0] is loop
+        assert all(isinstance(lp, phaseloop.Loop) for lp in seen)
+    finally:
+        phaseloop.off_new_loop(seen.append)
+    phaseloop.new_event_loop().close()
+    assert len(seen) == 2
+    phaseloop.off_new_loop(seen.append)      # not registered: nothing happens
+
+
+def test_a_failing_new_loop_hook_closes_the_loop():
+    made = []
+
+    def fails(loop):
+        made.append(loop)
+        raise LookupError("hook failed")
+
+    phaseloop.on_new_loop(fails)
+    try:
+        with pytest.raises(LookupError, match="hook failed"):
+            phaseloop.new_event_loop()
+    finally:
+        phaseloop.off_new_loop(fails)
+    assert made[0].is_closed()
+    with pytest.raises(TypeError):
+        phaseloop.on_new_loop("not callable")

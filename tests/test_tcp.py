@@ -1293,3 +1293,37 @@ def test_loop_sendfile_over_tcp(loop, tmp_path):
     sent, part, position, fallback, peer = run(loop, main(), timeout=15)
     assert (sent, part, position, fallback) == (len(data), 1000, 1010, 7)
     assert peer.digest() == digest(b"head" + data + data[10:1010] + b"bytesio" + b"tail")
+
+
+def test_close_transports_closes_every_connection_after_flushing(phase_loop):
+    # phaseloop's own method (phaseloop.errors' strict mode calls it): every
+    # transport closes, a server's connections and the loop's own clients,
+    # and what was written is still sent.  The peer is a plain socket, so
+    # that it can read after the loop's transports are gone.
+    loop = phase_loop
+    sides = ServerSide()
+
+    async def main():
+        server = await loop.create_server(sides, HOST, 0)
+        inbound = socket.create_connection((HOST, port_of(server)))
+        listener = socket.create_server((HOST, 0))
+        transport, proto = await loop.create_connection(Recorder, *listener.getsockname())
+        outbound, _ = listener.accept()
+        listener.close()
+        peer = await sides.first_protocol()
+        await peer.made
+        transport.write(b"x" * 200_000)      # more than the socket takes at once
+        loop.close_transports()
+        assert transport.is_closing()
+        await proto.lost
+        await peer.lost
+        await close_server(server)
+        return inbound, outbound
+
+    inbound, outbound = run(loop, main())
+    with inbound, outbound:
+        outbound.settimeout(WAIT)
+        received = b"".join(iter(lambda: outbound.recv(65536), b""))
+        inbound.settimeout(WAIT)
+        assert inbound.recv(10) == b""       # the server's side closed too
+    assert received == b"x" * 200_000

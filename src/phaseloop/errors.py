@@ -69,6 +69,8 @@ import traceback
 import weakref
 from typing import Any, Callable
 
+from .factory import on_new_loop
+
 __all__ = ["attach", "install", "mode", "off", "on_rejection_handled", "on_uncaught_exception",
            "on_unhandled_rejection", "report_uncaught", "uninstall"]
 
@@ -165,7 +167,7 @@ def _strict_exit(loop: asyncio.AbstractEventLoop | None,
     """Close what the loop serves, then stop it with SystemExit (status 1,
     or the one a handler asked for)."""
     if loop is not None:
-        closer = getattr(loop, "_close_transports", None)
+        closer = getattr(loop, "close_transports", None)   # a phaseloop loop
         if closer is not None:
             closer()
     raise exit_ if exit_ is not None else SystemExit(1)
@@ -309,8 +311,12 @@ def attach(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
 
 
 def _attach_new_loop(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
-    """Called by phaseloop.new_event_loop and the patched policy."""
+    """Run for every loop phaseloop.new_event_loop makes (a factory hook)
+    and every loop the patched policy makes."""
     return attach(loop) if _mode is not None else loop
+
+
+on_new_loop(_attach_new_loop)
 
 
 # ---- threads and the main program ----------------------------------------------------
@@ -376,6 +382,12 @@ def _stop_main_loops(exit_: SystemExit) -> bool:
     return stopped
 
 
+# Python 3.14 deprecates asyncio.get_event_loop_policy(); its private twin
+# reads the same policy without warning (asyncio.run still uses it).
+_get_policy = getattr(asyncio.events, "_get_event_loop_policy", None) or \
+    asyncio.get_event_loop_policy
+
+
 def install(mode: str = "log") -> None:
     """Route uncaught exceptions and unhandled rejections to the handlers.
 
@@ -394,7 +406,7 @@ def install(mode: str = "log") -> None:
     if threading.excepthook is not _thread_hook:
         _previous_thread_hook = threading.excepthook
         threading.excepthook = _thread_hook
-    policy = asyncio.get_event_loop_policy()
+    policy = _get_policy()
     if _policy_patched is not policy:
         factory = policy.new_event_loop
         policy.new_event_loop = lambda: _attach_new_loop(factory())   # type: ignore[method-assign]

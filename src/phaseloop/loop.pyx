@@ -766,8 +766,10 @@ cdef class _Loop:
             pl_io_init(&w.io, fd, _on_fd_event, <void *>w)
         return w
 
-    def _close_transports(self):
-        """Close every transport of this loop (phaseloop.errors' strict shutdown)."""
+    def close_transports(self):
+        """Close every transport of this loop: its servers' connections and
+        its own (bytes already written are still sent).  phaseloop.errors'
+        strict mode calls it before the loop stops."""
         for ref in list(self._transports.values()):
             t = ref()
             if t is not None and not t.is_closing():
@@ -1330,3 +1332,18 @@ cdef extern from "errno.h":
 
 cdef int errno_value():
     return c_errno
+
+
+# ---- the public loop -----------------------------------------------------------------
+
+class Loop(_Loop, _ServerMethods, _TCPMethods, _UnixMethods, _TLSMethods, _UDPMethods,
+           _PipeMethods, _ProcessMethods, asyncio.AbstractEventLoop):
+    """An asyncio event loop on phaseloop's C phase engine.
+
+    Everything asyncio.AbstractEventLoop offers, plus Node's phase API:
+    call_immediate, call_pending, add_idle, add_prepare, add_check,
+    run_once, metrics and close_transports.
+    """
+
+
+Loop.__module__ = "phaseloop"
