@@ -20,6 +20,7 @@ import threading
 import pytest
 
 from phaseloop import streams
+from phaseloop.streams import files as stream_files
 
 RUNS = 20
 
@@ -76,7 +77,7 @@ def work(request, monkeypatch, tmp_path):
     if request.param == "stream_read_in_executor":
         # No RWF_NOWAIT: every chunk is read in the executor, as when the page
         # cache does not hold it.
-        monkeypatch.setattr(streams, "_RWF_NOWAIT", None)
+        monkeypatch.setattr(stream_files, "_RWF_NOWAIT", None)
     path = tmp_path / "data.txt"
     path.write_bytes(b"some text\n" * 100)
     return WORK[request.param], path

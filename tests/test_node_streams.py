@@ -181,24 +181,44 @@ def test_from_iterable_sync_and_async(loop):
     assert run(loop, main()) == ([1, 2, 3], [0, 1, 2])
 
 
-def test_transform_subclass_with_push_and_flush(loop):
-    class Lines(Transform):
-        def __init__(self):
-            super().__init__()
-            self.rest = b""
+class Lines(Transform):
+    """Node's hook names, as _read/_write/_final."""
 
-        async def transform(self, chunk):
-            *lines, self.rest = (self.rest + chunk).split(b"\n")
-            for line in lines:
-                self.push(line + b"\n")
+    def __init__(self):
+        super().__init__()
+        self.rest = b""
 
-        async def flush(self):
-            return self.rest or None
+    async def _transform(self, chunk):
+        *lines, self.rest = (self.rest + chunk).split(b"\n")
+        for line in lines:
+            self.push(line + b"\n")
 
+    async def _flush(self):
+        return self.rest or None
+
+
+class LinesWithoutUnderscores(Transform):
+    """The names without the underscore are the same hooks."""
+
+    def __init__(self):
+        super().__init__()
+        self.rest = b""
+
+    async def transform(self, chunk):
+        *lines, self.rest = (self.rest + chunk).split(b"\n")
+        for line in lines:
+            self.push(line + b"\n")
+
+    async def flush(self):
+        return self.rest or None
+
+
+@pytest.mark.parametrize("cls", [Lines, LinesWithoutUnderscores], ids=lambda c: c.__name__)
+def test_transform_subclass_with_push_and_flush(loop, cls):
     out = []
 
     async def main():
-        await pipeline([b"ab\ncd", b"e\nf"], Lines(), Writable(object_mode=True, write=out.append))
+        await pipeline([b"ab\ncd", b"e\nf"], cls(), Writable(object_mode=True, write=out.append))
 
     run(loop, main())
     assert out == [b"ab\n", b"cde\n", b"f"]
