@@ -42,9 +42,11 @@ import struct
 import sys
 import time
 import traceback
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import phaseloop
+from phaseloop.emitter import EventEmitter, emit_to, report_listener_error
+from phaseloop.forking import ExitWatcher, fork_with_signals_blocked, reset_signals_in_child
 
 __all__ = ["ClusterError", "Listener", "Worker", "fork", "is_primary", "is_worker", "off",
            "on", "once", "run", "settings", "setup_primary", "worker", "workers"]
@@ -74,62 +76,7 @@ class ClusterError(RuntimeError):
     """A cluster API used in the wrong place (fork in a worker, no target...)."""
 
 
-# ---- events -------------------------------------------------------------------------------
-
-
-class _Emitter:
-    """A tiny EventEmitter: ``on``/``once``/``off``/``emit``. A listener that raises is
-    reported to the running loop's exception handler; the other listeners still run."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, list[Callable[..., Any]]] = collections.defaultdict(list)
-
-    def on(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Call ``fn`` on each ``event``; returns ``fn`` (usable as a decorator)."""
-        self._events[event].append(fn)
-        return fn
-
-    def once(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Call ``fn`` on the next ``event`` only."""
-        def wrapper(*args: Any) -> Any:
-            self.off(event, wrapper)
-            return fn(*args)
-        self._events[event].append(wrapper)
-        return fn
-
-    def off(self, event: str, fn: Callable[..., Any]) -> None:
-        """Remove a listener (no error if it is not there)."""
-        try:
-            self._events[event].remove(fn)
-        except ValueError:
-            pass
-
-    def listener_count(self, event: str) -> int:
-        """How many listeners ``event`` has."""
-        return len(self._events.get(event, ()))
-
-    def emit(self, event: str, *args: Any) -> bool:
-        """Call the listeners of ``event`` in order; True if there were any."""
-        return _emit_to(self._events.get(event, ()), event, args)
-
-
-def _emit_to(fns: Iterable[Callable[..., Any]], event: str, args: tuple) -> bool:
-    fns = list(fns)
-    for fn in fns:
-        try:
-            fn(*args)
-        except Exception as exc:  # noqa: BLE001 - reported, the others still run
-            _report("cluster %r listener %r raised" % (event, fn), exc)
-    return bool(fns)
-
-
-def _report(message: str, exc: BaseException) -> None:
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        logger.error(message, exc_info=exc)
-        return
-    loop.call_exception_handler({"message": message, "exception": exc})
+# ---- events (cluster-wide; a Worker's own are phaseloop.emitter.EventEmitter's) -----------
 
 
 def on(event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -159,7 +106,7 @@ def off(event: str, fn: Callable[..., Any]) -> None:
 
 
 def _emit(event: str, *args: Any) -> None:
-    _emit_to(_listeners.get(event, ()), event, args)
+    emit_to(_listeners.get(event, ()), event, args, "cluster")
 
 
 # ---- the IPC channel ----------------------------------------------------------------------
@@ -281,7 +228,7 @@ class _Channel:
             try:
                 obj = _decode(kind, payload)
             except Exception as exc:  # noqa: BLE001 - a bad frame is reported, not fatal
-                _report("cluster: undecodable message", exc)
+                report_listener_error("cluster: undecodable message", exc)
                 continue
             self._on_frame(kind, obj)
             if self.closed:
@@ -306,7 +253,7 @@ class _Channel:
 # ---- Worker ---------------------------------------------------------------------------------
 
 
-class Worker(_Emitter):
+class Worker(EventEmitter):
     """A worker process, as ``cluster.Worker`` in Node.
 
     In the primary (from :func:`fork`): ``send``, ``kill``, ``disconnect``, events
@@ -315,6 +262,8 @@ class Worker(_Emitter):
     for what the primary sent, ``disconnect`` (close the channel) and the
     ``disconnect`` event when the primary asks this worker to stop.
     """
+
+    event_source = "cluster"
 
     def __init__(self, id: int, pid: int, channel_sock: socket.socket, *,
                  in_primary: bool) -> None:
@@ -328,8 +277,7 @@ class Worker(_Emitter):
         self.is_online = False
         self._in_primary = in_primary
         self._channel = _Channel(channel_sock, self._on_frame, self._on_channel_closed)
-        self._pidfd = -1
-        self._poll: asyncio.TimerHandle | None = None
+        self._exit_watcher: ExitWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dead = False
         self._disconnect_emitted = False
@@ -421,30 +369,9 @@ class Worker(_Emitter):
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._channel.attach(loop)
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:
-            try:
-                self._pidfd = pidfd_open(self.pid)
-            except OSError:
-                self._pidfd = -1
-        if self._pidfd >= 0:
-            loop.add_reader(self._pidfd, self._reap)
-        else:
-            self._poll = loop.call_later(0.05, self._reap)
+        self._exit_watcher = ExitWatcher(loop, self.pid, self._reaped)
 
-    def _reap(self) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.pid, 0
-        if pid == 0:
-            if self._pidfd < 0 and self._loop is not None:
-                self._poll = self._loop.call_later(0.05, self._reap)
-            return
-        if self._pidfd >= 0 and self._loop is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = -1
+    def _reaped(self, status: int) -> None:
         if os.WIFSIGNALED(status):
             self.signal_code = signal.Signals(os.WTERMSIG(status))
         else:
@@ -472,11 +399,8 @@ class Worker(_Emitter):
             pass
         for s in self._handoff + self._handoff_peer:
             s.close()
-        if self._pidfd >= 0:
-            try:
-                os.close(self._pidfd)
-            except OSError:
-                pass
+        if self._exit_watcher is not None:
+            self._exit_watcher.close_in_child()
 
 
 # ---- fork -----------------------------------------------------------------------------------
@@ -494,7 +418,6 @@ def setup_primary(*, target: Callable[[], Any] | None = None,
         settings["serialization"] = serialization
 
 
-_SIGNALS_BLOCKED_AROUND_FORK = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
 _child_state: dict[str, Any] = {"stop": lambda: None}
 
 
@@ -523,13 +446,9 @@ def fork(env: dict[str, str] | None = None, *, target: Callable[[], Any] | None 
     handoff_pairs = [_handoff_pair() for _ in range(_handoff_count)]
     for s in (parent_sock, child_sock):
         s.set_inheritable(False)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS_BLOCKED_AROUND_FORK)
     try:
-        pid = os.fork()
+        pid, old_mask = fork_with_signals_blocked()
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         parent_sock.close()
         child_sock.close()
         for a, b in handoff_pairs:
@@ -539,7 +458,6 @@ def fork(env: dict[str, str] | None = None, *, target: Callable[[], Any] | None 
     if pid == 0:
         _become_worker(wid, parent_sock, child_sock, handoff_pairs, env, target, old_mask)
         # never returns
-    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     child_sock.close()
     w = Worker(wid, pid, parent_sock, in_primary=True)
     for a, b in handoff_pairs:
@@ -564,24 +482,6 @@ def _handoff_pair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
 
 
-def _reset_signals_in_child() -> None:
-    try:
-        signal.set_wakeup_fd(-1)
-    except (ValueError, OSError):
-        pass
-    for sig in signal.valid_signals():
-        try:
-            handler = signal.getsignal(sig)
-        except (ValueError, OSError):
-            continue
-        if callable(handler) and handler is not signal.default_int_handler:
-            try:
-                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
-                              else signal.SIG_DFL)
-            except (ValueError, OSError):
-                pass
-
-
 def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.socket,
                    handoff_pairs: list, env: dict[str, str] | None,
                    target: Callable[[], Any], old_mask: Any) -> None:
@@ -589,7 +489,7 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
     status = 1
     try:
         try:
-            _reset_signals_in_child()
+            reset_signals_in_child()
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             asyncio.events._set_running_loop(None)
             asyncio.set_event_loop(None)
