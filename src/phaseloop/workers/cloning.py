@@ -28,7 +28,8 @@ from typing import Any, Iterable
 
 from .exceptions import DataCloneError, WorkerError
 
-__all__ = ["add_handle", "check_transfer", "decode", "encode", "exception_from_record",
+__all__ = ["add_handle", "check_transfer", "decode", "encode", "encode_plain",
+           "exception_from_record",
            "exception_record", "handle_at", "is_listed_in_transfer"]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -100,20 +101,25 @@ class _NeedsHandles(TypeError):
     with the state set; anywhere else, the TypeError says what went wrong."""
 
 
+def encode_plain(message: Any) -> bytes | None:
+    """The payload of a message that needs no handles (one C call), or None when it
+    does (a port or shared buffer inside: their __reduce_ex__ raises _NeedsHandles)
+    or does not pickle: :func:`encode` then says which."""
+    if _state.encoding is not None:          # posting from inside a __reduce__
+        return None
+    try:
+        return pickle.dumps(message, PROTOCOL)
+    except Exception:  # noqa: BLE001 - encode() pickles it again and reports
+        return None
+
+
 def encode(message: Any, transfer: Any) -> tuple[bytes, list]:
     """Pickle ``message``; return ``(payload, handles)``. ``transfer`` comes from
     :func:`check_transfer`. DataCloneError, naming the type, when it cannot be pickled."""
-    if not transfer and _state.encoding is None:
-        # The common case, one C call: only a port or a shared buffer inside needs the
-        # state, and their __reduce_ex__ says so by raising _NeedsHandles.
-        try:
-            return pickle.dumps(message, PROTOCOL), []
-        except _NeedsHandles:
-            pass
-        except DataCloneError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every pickling failure is a clone error
-            raise _clone_error(message, exc) from exc
+    if not transfer:
+        payload = encode_plain(message)
+        if payload is not None:
+            return payload, []
     return _encode_with_handles(message, transfer)
 
 

@@ -44,7 +44,8 @@ BUFFER_KINDS = (H_BYTES, H_BYTEARRAY, H_MEMORYVIEW)
 #: Linux's SCM_MAX_FD: the most descriptors one sendmsg may carry.
 MAX_FDS = 253
 _ANCILLARY_SPACE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
-_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+_CLOEXEC = int(getattr(socket, "MSG_CMSG_CLOEXEC", 0))
+_CTRUNC = int(socket.MSG_CTRUNC)      # a plain int: IntFlag's & is Python code
 
 
 def frame_head(kind: int, payload_len: int, table: list[tuple[int, int]]) -> bytes:
@@ -154,10 +155,12 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-def recv_with_fds(sock: socket.socket, into: memoryview) -> tuple[int, list[int]]:
+def recv_with_fds(sock: socket.socket, into: memoryview) -> tuple[int, Any]:
     """One ``recvmsg`` into ``into``: the byte count (0 at the end) and the descriptors
     that came with them (close-on-exec)."""
     n, ancillary, flags, _addr = sock.recvmsg_into([into], _ANCILLARY_SPACE, _CLOEXEC)
+    if not ancillary and not flags & _CTRUNC:
+        return n, ()
     fds: list[int] = []
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -167,7 +170,7 @@ def recv_with_fds(sock: socket.socket, into: memoryview) -> tuple[int, list[int]
     if not _CLOEXEC:
         for fd in fds:
             os.set_inheritable(fd, False)
-    if flags & socket.MSG_CTRUNC:
+    if flags & _CTRUNC:
         for fd in fds:
             _close_quietly(fd)
         raise ProtocolError("descriptors were cut off in transit")

@@ -51,7 +51,7 @@ class MemoryLink:
         self.closed = False
         self.sent = 0
         self.taken = 0
-        self._wake_scheduled = False
+        self.wake_scheduled = False                  # a dispatch is on its way
 
     @classmethod
     def pair(cls) -> tuple["MemoryLink", "MemoryLink"]:
@@ -82,7 +82,7 @@ class MemoryLink:
             return size                              # the other side is gone (Node drops it)
         self.sent += size
         peer.port._inbox.append((payload, handles, size))
-        if not peer._wake_scheduled:
+        if not peer.wake_scheduled:
             peer.wake()
         return size
 
@@ -93,20 +93,16 @@ class MemoryLink:
 
     def wake(self) -> None:
         """From any thread: have this side's loop dispatch its inbox."""
-        if self._wake_scheduled:
+        if self.wake_scheduled:
             return
         loop = self.loop
         if loop is None:
             return
-        self._wake_scheduled = True
+        self.wake_scheduled = True                   # cleared by port._dispatch
         try:
-            loop.call_soon_threadsafe(self._woken)
+            loop.call_soon_threadsafe(self.port._dispatch)
         except RuntimeError:                         # that loop has closed
-            self._wake_scheduled = False
-
-    def _woken(self) -> None:
-        self._wake_scheduled = False
-        self.port._dispatch()
+            self.wake_scheduled = False
 
     def delivered(self, size: int) -> None:
         self.taken += size

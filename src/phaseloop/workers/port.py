@@ -19,7 +19,8 @@ import socket
 from typing import Any, Callable
 
 from ..emitter import EventEmitter, report_listener_error
-from .cloning import add_handle, check_transfer, decode, encode, handle_at, is_listed_in_transfer
+from .cloning import (add_handle, check_transfer, decode, encode, encode_plain, handle_at,
+                      is_listed_in_transfer)
 from .exceptions import DataCloneError
 from .framing import MESSAGE
 from .socket_link import SocketLink
@@ -145,16 +146,14 @@ class MessagePort(EventEmitter):
         the message is dropped, as in Node. Returns at once: ``await drain()`` to wait
         while the other side is behind.
         """
-        if transfer:
-            items = check_transfer(transfer)
-            payload, handles = encode(message, items)
-            self._post(MESSAGE, payload, handles, items)
-            return
-        payload, handles = encode(message, ())
-        if handles or self._loop is None or self._closed:
-            self._post(MESSAGE, payload, handles)
-        else:
-            self._link.send(MESSAGE, payload, handles)
+        if not transfer and self._loop is not None and not self._closed:
+            payload = encode_plain(message)       # the common case, kept short
+            if payload is not None:
+                self._link.send(MESSAGE, payload, ())
+                return
+        items = check_transfer(transfer) if transfer else ()
+        payload, handles = encode(message, items)
+        self._post(MESSAGE, payload, handles, items)
 
     def _post(self, kind: int, payload: bytes, handles: list, transfer: Any = ()) -> None:
         if self._closed:
@@ -267,11 +266,12 @@ class MessagePort(EventEmitter):
     def _dispatch(self) -> None:
         """On this port's loop: deliver what the inbox holds to the listeners, or to
         the receive() waiters; finish closing after the last message."""
+        link = self._link
+        link.wake_scheduled = False          # an in-process link's wakeup is this call
         if self._dispatching or self._detached:
             return
         self._dispatching = True
         try:
-            link = self._link
             inbox = self._inbox
             events = self._events
             receivers = self._receivers
@@ -281,18 +281,32 @@ class MessagePort(EventEmitter):
                     if ending and not self._closed:
                         self._finish_close()
                     return
-                if events.get("message"):
-                    ok, message = self._take()
-                    if ok:
-                        self.emit("message", message)
+                listeners = events.get("message")
+                if not listeners:
+                    while receivers and receivers[0].done():
+                        receivers.popleft()      # cancelled receive()
+                    if not receivers:
+                        return
+                payload, handles, size = inbox.popleft()
+                try:
+                    message = pickle.loads(payload) if not handles else \
+                        decode(payload, handles)
+                except Exception as exc:  # noqa: BLE001 - the message is lost, not the port
+                    link.delivered(size)
+                    self._message_error(exc)
                     continue
-                while receivers and receivers[0].done():
-                    receivers.popleft()          # cancelled receive()
-                if not receivers:
-                    return
-                ok, message = self._take()
-                if ok:
+                link.delivered(size)
+                if not listeners:
                     receivers.popleft().set_result(message)
+                    continue
+                # EventEmitter.emit, inlined on the hot path: a snapshot of the
+                # listeners (a once() listener removes itself), each one guarded.
+                for fn in (listeners if len(listeners) == 1 else listeners[:]):
+                    try:
+                        fn(message)
+                    except Exception as exc:  # noqa: BLE001 - reported, the others run
+                        report_listener_error(
+                            f"MessagePort 'message' listener {fn!r} raised", exc)
         finally:
             self._dispatching = False
 

@@ -26,7 +26,7 @@ from typing import Any
 from .cloning import BUFFER_TYPES
 from .exceptions import DataCloneError
 from .framing import (BUFFER_KINDS, H_BYTEARRAY, H_BYTES, H_MEMORYVIEW, H_PORT, H_SHARED,
-                      MAX_FDS, MESSAGE, FrameParser, ProtocolError, frame_head,
+                      HEADER, MAX_FDS, MESSAGE, FrameParser, ProtocolError, frame_head,
                       recv_with_fds, send_with_fds, _close_quietly)
 from .shared_buffer import SharedBuffer
 
@@ -36,6 +36,7 @@ _COALESCE = 64 * 1024          # frames smaller than this are copied into one wr
 _READ_SIZE = 256 * 1024
 _READS_PER_CALLBACK = 16       # then let the loop serve the others
 _VIEWS_PER_SEND = 64
+_BURST_GAP = 50e-6             # frames posted closer than this to a write are batched
 _BLOCKED_LOOP = 0.001          # a flush this late means the posting code blocks the loop
 
 #: Every open link of this process: a forked child closes its copies of them.
@@ -64,6 +65,7 @@ class SocketLink:
         self.port: Any = None
         self.loop: Any = None
         self.remote_closed = False      # end of the stream read (or the socket failed)
+        self.wake_scheduled = False     # (the in-process link's flag; unused here)
         self.closed = False             # our socket is closed
         self.unread = 0                 # bytes of delivered frames not yet taken
         self._closing = False           # close() asked: flush, then close
@@ -72,6 +74,7 @@ class SocketLink:
         self._writing = False           # the loop's writer is registered
         self._flush_handle: Any = None
         self._burst_start = 0.0
+        self._last_write = 0.0
         # [data, offset, fds, keep, open]: ``keep`` holds what must live until the fds
         # are sent (a shared buffer; a transferred port's socket, closed then); an
         # ``open`` chunk is a bytearray that small frames are appended to.
@@ -123,8 +126,36 @@ class SocketLink:
             raise DataCloneError(f"one message can carry at most {MAX_FDS} ports and "
                                  f"shared buffers, not {fds}")
 
-    def send(self, kind: int, payload: bytes, handles: list) -> int:
-        """Queue one frame; return its size. ``check_handles`` has passed."""
+    def send(self, kind: int, payload: bytes, handles: Any) -> int:
+        """Queue one frame and get it going; return its size. ``check_handles`` has
+        passed."""
+        chunks = self._chunks
+        if handles:
+            size = self._queue_with_handles(kind, payload, handles)
+        elif len(payload) < _COALESCE:          # the common case: one small frame
+            size = HEADER.size + len(payload)
+            last = chunks[-1] if chunks else None
+            if last is not None and last[4] and len(last[0]) < _COALESCE:
+                last[0] += HEADER.pack(kind, 0, len(payload))
+                last[0] += payload
+            else:
+                data = bytearray(HEADER.pack(kind, 0, len(payload)))
+                data += payload
+                chunks.append([data, 0, [], [], True])
+        else:                                   # a big one: no copy into a buffer
+            size = HEADER.size + len(payload)
+            chunks.append([HEADER.pack(kind, 0, len(payload)), 0, [], [], False])
+            chunks.append([payload, 0, [], [], False])
+        self._queued += size
+        if kind != MESSAGE and self.loop is not None and not self._writing:
+            # A control frame (online, error) goes at once and counts for no burst.
+            if self._write_queued() and self._chunks:
+                self._schedule_flush()
+            return size
+        self._schedule_flush()
+        return size
+
+    def _queue_with_handles(self, kind: int, payload: bytes, handles: list) -> int:
         table: list[tuple[int, int]] = []
         buffers: list[Any] = []
         fds: list[int] = []
@@ -132,10 +163,10 @@ class SocketLink:
         for h in handles:
             if isinstance(h, BUFFER_TYPES):
                 if isinstance(h, memoryview):
+                    # 1-D bytes: len() is its size from here on
                     h = h.cast("B") if h.format != "B" or h.ndim != 1 else h
-                    table.append((H_MEMORYVIEW, h.nbytes))
-                else:
-                    table.append((H_BYTES if isinstance(h, bytes) else H_BYTEARRAY, len(h)))
+                table.append((H_MEMORYVIEW if isinstance(h, memoryview) else
+                              H_BYTES if isinstance(h, bytes) else H_BYTEARRAY, len(h)))
                 buffers.append(h)
             elif isinstance(h, SharedBuffer):
                 table.append((H_SHARED, len(h)))
@@ -147,32 +178,15 @@ class SocketLink:
                 fds.append(sock.fileno())
                 keep.append(sock)
         head = frame_head(kind, len(payload), table)
-        size = len(head) + len(payload) + sum(size for k, size in table if k in BUFFER_KINDS)
         chunks = self._chunks
-        if not fds and not buffers and len(payload) < _COALESCE:
-            last = chunks[-1] if chunks else None
-            if last is not None and last[4] and len(last[0]) < _COALESCE:
-                last[0] += head
-                last[0] += payload
-            else:
-                chunks.append([bytearray(head) + payload, 0, [], [], True])
+        if len(payload) < _COALESCE:
+            chunks.append([head + payload, 0, fds, keep, False])
         else:
-            if len(payload) < _COALESCE:
-                chunks.append([head + payload, 0, fds, keep, False])
-            else:
-                chunks.append([head, 0, fds, keep, False])
-                chunks.append([payload, 0, [], [], False])
-            for buf in buffers:
-                chunks.append([buf, 0, [], [], False])
-        self._queued += size
-        if kind != MESSAGE and self.loop is not None and not self._writing:
-            # A control frame (online, error) goes at once and starts no burst: the
-            # entry point's first message is still written at once.
-            if self._write_queued() and self._chunks:
-                self._schedule_flush()
-            return size
-        self._schedule_flush()
-        return size
+            chunks.append([head, 0, fds, keep, False])
+            chunks.append([payload, 0, [], [], False])
+        for buf in buffers:
+            chunks.append([buf, 0, [], [], False])
+        return len(head) + len(payload) + sum(len(buf) for buf in buffers)
 
     def outstanding(self) -> int:
         """Bytes queued and not yet taken by the socket."""
@@ -182,17 +196,23 @@ class SocketLink:
         loop = self.loop
         if loop is None or self._writing or self.closed:
             return
+        now = time.monotonic()
         if self._flush_handle is None:
-            # The first frame since the loop last ran goes out now: a worker that posts
-            # and then computes without awaiting still gets it to the other side. The
-            # rest of the burst waits for the flush, which sends it in one sendmsg.
+            if now - self._last_write >= _BURST_GAP:
+                # Nothing went out just now: this frame is no part of a burst. It is
+                # written at once (a worker that posts and then computes without
+                # awaiting still gets it to the other side).
+                self._last_write = now
+                if self._write_queued() and self._chunks:
+                    self._flush_handle = loop.call_soon(self._flush)  # socket full
+                return
+            # A burst: the frames go out together when the loop runs, one sendmsg.
             self._flush_handle = loop.call_soon(self._flush)
-            self._burst_start = time.monotonic()
-            self._write_queued()
-        elif time.monotonic() - self._burst_start > _BLOCKED_LOOP:
+            self._burst_start = now
+        elif now - self._burst_start > _BLOCKED_LOOP:
             # The flush has not run for that long: the code posting keeps the loop
             # busy (a CPU loop reporting progress). Write what is queued now.
-            self._burst_start = time.monotonic()
+            self._burst_start = self._last_write = now
             self._write_queued()
 
     def _flush(self) -> None:
@@ -255,7 +275,7 @@ class SocketLink:
             self._queued -= sent
             while sent:
                 chunk = chunks[0]
-                left = _nbytes(chunk[0]) - chunk[1]
+                left = len(chunk[0]) - chunk[1]
                 if sent >= left:
                     sent -= left
                     chunks.popleft()
@@ -331,7 +351,7 @@ class SocketLink:
                 continue
             if kind == MESSAGE:
                 self.unread += size
-                port._receive(MESSAGE, payload, handles, size)
+                port._inbox.append((payload, handles, size))
             else:
                 port._control_frame(kind, payload, handles)
         if self.unread > port.high_water and self._reading:
@@ -399,10 +419,6 @@ class SocketLink:
         self.closed = True
         _live_links.discard(self)
         return self.sock
-
-
-def _nbytes(data: Any) -> int:
-    return data.nbytes if isinstance(data, memoryview) else len(data)
 
 
 def _release(keep: list) -> None:
