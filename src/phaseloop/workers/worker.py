@@ -74,9 +74,9 @@ class Worker(EventEmitter):
         runner_type = ThreadRunner if kind == "thread" else ProcessRunner
         self._runner = runner_type(self, loop, entry, payload, handles, items, start_method)
         self._port = self._runner.port
-        if self._parent_context is not None:
-            self._parent_context.children.add(self)
         self._runner.start()
+        if self._parent_context is not None:
+            self._parent_context.children.add(self)   # stopped when that worker exits
 
     def __repr__(self) -> str:
         state = "running" if self.exit_code is None else f"exited {self.exit_code}"
