@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 from .exceptions import DataCloneError, WorkerError
 
-__all__ = ["add_handle", "check_transfer", "decode", "encode", "encode_plain",
+__all__ = ["add_handle", "check_transfer", "clone_state", "decode", "encode",
            "exception_from_record",
            "exception_record", "handle_at", "is_listed_in_transfer"]
 
@@ -42,7 +42,8 @@ class _CloneState(threading.local):
     decoding: list | None = None       # handles of the message being decoded
 
 
-_state = _CloneState()
+#: This thread's clone state: ``encoding`` is None unless a message is being encoded.
+clone_state = _CloneState()
 
 
 def check_transfer(transfer: Iterable[Any] | None) -> list:
@@ -101,33 +102,26 @@ class _NeedsHandles(TypeError):
     with the state set; anywhere else, the TypeError says what went wrong."""
 
 
-def encode_plain(message: Any) -> bytes | None:
-    """The payload of a message that needs no handles (one C call), or None when it
-    does (a port or shared buffer inside: their __reduce_ex__ raises _NeedsHandles)
-    or does not pickle: :func:`encode` then says which."""
-    if _state.encoding is not None:          # posting from inside a __reduce__
-        return None
-    try:
-        return pickle.dumps(message, PROTOCOL)
-    except Exception:  # noqa: BLE001 - encode() pickles it again and reports
-        return None
-
-
 def encode(message: Any, transfer: Any) -> tuple[bytes, list]:
     """Pickle ``message``; return ``(payload, handles)``. ``transfer`` comes from
-    :func:`check_transfer`. DataCloneError, naming the type, when it cannot be pickled."""
-    if not transfer:
-        payload = encode_plain(message)
-        if payload is not None:
-            return payload, []
+    :func:`check_transfer`. DataCloneError, naming the type, when it cannot be pickled.
+
+    A message that needs no handles is one ``pickle.dumps`` (``MessagePort.post_message``
+    inlines that case): a port or shared buffer inside raises _NeedsHandles from its
+    ``__reduce_ex__``, and any failure is pickled again here to be reported."""
+    if not transfer and clone_state.encoding is None:
+        try:
+            return pickle.dumps(message, PROTOCOL), []
+        except Exception:  # noqa: BLE001 - the full path below says what went wrong
+            pass
     return _encode_with_handles(message, transfer)
 
 
 def _encode_with_handles(message: Any, transfer: Any) -> tuple[bytes, list]:
     handles: list = []
-    previous = (_state.encoding, _state.transfer_ids)
-    _state.encoding = handles
-    _state.transfer_ids = frozenset(id(t) for t in transfer)
+    previous = (clone_state.encoding, clone_state.transfer_ids)
+    clone_state.encoding = handles
+    clone_state.transfer_ids = frozenset(id(t) for t in transfer)
     try:
         buffer_ids = {id(t) for t in transfer if isinstance(t, BUFFER_TYPES)}
         if buffer_ids:
@@ -141,7 +135,7 @@ def _encode_with_handles(message: Any, transfer: Any) -> tuple[bytes, list]:
     except Exception as exc:  # noqa: BLE001 - every pickling failure is a clone error
         raise _clone_error(message, exc) from exc
     finally:
-        _state.encoding, _state.transfer_ids = previous
+        clone_state.encoding, clone_state.transfer_ids = previous
     return payload, handles
 
 
@@ -154,17 +148,17 @@ def decode(payload: bytes, handles: list) -> Any:
     """Rebuild a message from :func:`encode`'s payload and the handles as they arrived."""
     if not handles:
         return pickle.loads(payload)
-    previous = _state.decoding
-    _state.decoding = handles
+    previous = clone_state.decoding
+    clone_state.decoding = handles
     try:
         return _HandleUnpickler(payload, handles).load()
     finally:
-        _state.decoding = previous
+        clone_state.decoding = previous
 
 
 def add_handle(obj: Any) -> int:
     """For ``__reduce_ex__``: put ``obj`` beside the message being encoded; its index."""
-    handles = _state.encoding
+    handles = clone_state.encoding
     if handles is None:
         raise _NeedsHandles(f"a {type(obj).__name__} can only be copied by post_message "
                             "(or as a worker's data)")
@@ -174,12 +168,12 @@ def add_handle(obj: Any) -> int:
 
 def is_listed_in_transfer(obj: Any) -> bool:
     """Whether ``obj`` is in the ``transfer=`` list of the message being encoded."""
-    return id(obj) in _state.transfer_ids
+    return id(obj) in clone_state.transfer_ids
 
 
 def handle_at(index: int) -> Any:
     """The reconstructor of a handle: the object that arrived in its place."""
-    handles = _state.decoding
+    handles = clone_state.decoding
     if handles is None:
         raise pickle.UnpicklingError("a port or shared buffer outside a posted message")
     return handles[index]

@@ -82,8 +82,12 @@ class MemoryLink:
             return size                              # the other side is gone (Node drops it)
         self.sent += size
         peer.port._inbox.append((payload, handles, size))
-        if not peer.wake_scheduled:
-            peer.wake()
+        if not peer.wake_scheduled and peer.loop is not None:
+            peer.wake_scheduled = True               # wake(), inlined: once per burst
+            try:
+                peer.loop.call_soon_threadsafe(peer.port._dispatch)
+            except RuntimeError:                     # that loop has closed
+                peer.wake_scheduled = False
         return size
 
     def outstanding(self) -> int:

@@ -19,8 +19,8 @@ import socket
 from typing import Any, Callable
 
 from ..emitter import EventEmitter, report_listener_error
-from .cloning import (add_handle, check_transfer, decode, encode, encode_plain, handle_at,
-                      is_listed_in_transfer)
+from .cloning import (PROTOCOL, add_handle, check_transfer, clone_state, decode, encode,
+                      handle_at, is_listed_in_transfer)
 from .exceptions import DataCloneError
 from .framing import MESSAGE
 from .socket_link import SocketLink
@@ -146,9 +146,15 @@ class MessagePort(EventEmitter):
         the message is dropped, as in Node. Returns at once: ``await drain()`` to wait
         while the other side is behind.
         """
-        if not transfer and self._loop is not None and not self._closed:
-            payload = encode_plain(message)       # the common case, kept short
-            if payload is not None:
+        if not transfer and self._loop is not None and not self._closed and \
+                clone_state.encoding is None:
+            # The common case, encode() inlined: one pickle.dumps. A port or shared
+            # buffer inside, or a failure, takes the full path below.
+            try:
+                payload = pickle.dumps(message, PROTOCOL)
+            except Exception:  # noqa: BLE001 - encode() reports it
+                pass
+            else:
                 self._link.send(MESSAGE, payload, ())
                 return
         items = check_transfer(transfer) if transfer else ()
