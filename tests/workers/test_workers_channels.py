@@ -41,12 +41,16 @@ def test_a_channel_in_one_thread_on_both_loops(loop, no_leaks):
 def test_messages_posted_before_close_are_delivered(no_leaks):
     async def parent():
         ch = workers.MessageChannel()
+        closed = []
+        ch.port2.on("close", lambda: closed.append(True))
         for i in range(1000):
             ch.port1.post_message(i)
         ch.port1.close()
-        return [msg async for msg in ch.port2]
+        got = [msg async for msg in ch.port2]
+        await asyncio.sleep(0)
+        return got, closed, ch.port2.closed
 
-    assert run(parent) == list(range(1000))
+    assert run(parent) == (list(range(1000)), [True], True)
 
 
 @pytest.mark.parametrize("first, second", [("thread", "thread"), ("process", "process"),

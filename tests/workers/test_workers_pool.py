@@ -15,13 +15,13 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("target", ["workers_support:square", "workers_support:slow_square"])
-def test_results_in_order_of_the_calls(kind, target, no_leaks):
+def test_results_in_order_of_the_calls(kind, target, loop, no_leaks):
     async def parent():
         async with workers.Pool(2, target, kind=kind) as pool:
             assert pool.size == 2 and pool.kind == kind
             return await asyncio.gather(*(pool.run(i) for i in range(20)))
 
-    assert run(parent) == [i * i for i in range(20)]
+    assert run(parent, loop=loop) == [i * i for i in range(20)]
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_terminate_cancels_and_cleanup_code_runs(kind, tmp_path, no_leaks):
+def test_terminate_cancels_and_cleanup_code_runs(kind, tmp_path, loop, no_leaks):
     marker = tmp_path / "cleanup"
 
     async def parent():
@@ -27,7 +27,7 @@ def test_terminate_cancels_and_cleanup_code_runs(kind, tmp_path, no_leaks):
         code = await w.terminate(grace=5.0)
         return code, time.monotonic() - start, w.signal_code
 
-    code, took, sig = run(parent)
+    code, took, sig = run(parent, loop=loop)
     assert code == 1
     assert took < 4.0                          # stopped by cancelling, not by the grace step
     assert sig is None                         # a process exited by itself (SIGTERM handled)

@@ -357,9 +357,13 @@ class MessagePort(EventEmitter):
             ending = self._link.remote_closed       # read before the inbox
             if inbox and not self._receivers and not self._events.get("message"):
                 ok, message = self._take()
+                if ending and not inbox and self._loop is not None:
+                    self._loop.call_soon(self._dispatch)    # emits "close" next
                 if ok:
                     return True, message
                 continue
+            if ending and not inbox and not self._closed:
+                self._finish_close()
             if self._closed or (ending and not inbox):
                 raise EOFError("the port is closed")
             fut = (self._loop or self._ensure_bound()).create_future()
