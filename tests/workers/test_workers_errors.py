@@ -2,7 +2,6 @@
 nobody listens to, and phaseloop.errors hooks inside a worker — on both kinds."""
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest

@@ -3,7 +3,6 @@ after the grace period); a process gets SIGTERM (it cancels the same way), then
 SIGKILL. Nested workers end with the worker that started them."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
