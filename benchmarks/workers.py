@@ -20,7 +20,9 @@ baseline: a thread with its own phaseloop loop and ``call_soon_threadsafe`` both
 Pool scaling: J runs of a pure-Python CPU job (~15 ms) on ``Pool(1, kind="process")``
 then ``Pool(2, ...)``; the speedup is the ratio of the two times, and
 ``phaseloop.monitor_event_loop_delay()`` (1 ms resolution) records the parent loop's
-delay while the 2-worker pool runs (its p99).
+delay while the 2-worker pool runs (its p99). The same jobs on the standard library's
+``ProcessPoolExecutor(1)`` and ``(2)`` show what the machine allows at that moment (a
+second core taken by other work gives no pool a speedup).
 
 Method: every measurement is a fresh process (``--child``), runs are interleaved
 (repeat, then kind), medians of ``--repeat``; ratios are medians over medians from the
@@ -186,9 +188,21 @@ async def measure_pool(size: int, jobs: int) -> dict:
             "max": monitor.max}
 
 
+def measure_executor(size: int, jobs: int) -> dict:
+    """The same jobs on concurrent.futures.ProcessPoolExecutor: what the machine gives."""
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(size) as executor:
+        list(executor.map(cpu_job, [1000] * size))                  # started, warm
+        start = time.perf_counter()
+        list(executor.map(cpu_job, [CPU_JOB_N] * jobs))
+        return {"seconds": time.perf_counter() - start, "jobs": jobs}
+
+
 def child_main(args: argparse.Namespace) -> int:
     import phaseloop
-    if args.child == "pool":
+    if args.child == "executor":
+        result = measure_executor(args.size, args.n)
+    elif args.child == "pool":
         result = phaseloop.run(measure_pool(args.size, args.n))
     elif args.child == "baseline":
         result = {"seconds": phaseloop.run(measure_baseline(args.mode, args.n))}
@@ -217,8 +231,8 @@ def message_command(kind: str, mode: str, n: int) -> list[str]:
             "--n", str(n)]
 
 
-def pool_command(size: int, jobs: int) -> list[str]:
-    return [sys.executable, "-m", "benchmarks.workers", "--child", "pool", "--size",
+def pool_command(size: int, jobs: int, kind: str = "pool") -> list[str]:
+    return [sys.executable, "-m", "benchmarks.workers", "--child", kind, "--size",
             str(size), "--n", str(jobs)]
 
 
@@ -248,7 +262,10 @@ def report(rt: dict[str, float], rate: dict[str, float], pool: dict[str, Any],
              "max"],
             [["CPU jobs/s", f"{pool['rate1']:.1f}", f"{pool['rate2']:.1f}",
               format_ratio(pool["speedup"]), f"{pool['p99'] * 1e3:.2f} ms",
-              f"{pool['max'] * 1e3:.2f} ms"]], markdown=markdown))
+              f"{pool['max'] * 1e3:.2f} ms"],
+             ["ProcessPoolExecutor, same jobs", f"{pool['executor1']:.1f}",
+              f"{pool['executor2']:.1f}", format_ratio(pool["executor_speedup"]), "-", "-"]],
+            markdown=markdown))
         lines.append("")
     lines.append("Targets (issue 15), from the medians above:")
     lines.append(check("thread round trip <= node's", node_rt and rt["thread"] <= node_rt,
@@ -297,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = {"roundtrip": args.roundtrips, "oneway": args.messages}
     samples: dict[tuple[str, str], list[float]] = {}
     pool_samples: dict[int, list[dict]] = {1: [], 2: []}
+    executor_samples: dict[int, list[dict]] = {1: [], 2: []}
     for _ in range(args.repeat):
         for mode in MODES:
             for kind in kinds:
@@ -305,15 +323,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_pool:
             for size in (1, 2):
                 pool_samples[size].append(run_child(pool_command(size, args.jobs), args.cpus))
+                executor_samples[size].append(
+                    run_child(pool_command(size, args.jobs, "executor"), args.cpus))
     rt = {k: statistics.median(samples[k, "roundtrip"]) / counts["roundtrip"] for k in kinds}
     rate = {k: counts["oneway"] / statistics.median(samples[k, "oneway"]) for k in kinds}
     pool: dict[str, Any] = {}
     if not args.no_pool:
         t1 = statistics.median(s["seconds"] for s in pool_samples[1])
         t2 = statistics.median(s["seconds"] for s in pool_samples[2])
+        e1 = statistics.median(s["seconds"] for s in executor_samples[1])
+        e2 = statistics.median(s["seconds"] for s in executor_samples[2])
         pool = {"rate1": args.jobs / t1, "rate2": args.jobs / t2, "speedup": t1 / t2,
                 "p99": statistics.median(s["p99"] for s in pool_samples[2]),
-                "max": statistics.median(s["max"] for s in pool_samples[2])}
+                "max": statistics.median(s["max"] for s in pool_samples[2]),
+                "executor1": args.jobs / e1, "executor2": args.jobs / e2,
+                "executor_speedup": e1 / e2}
     print(f"phaseloop.workers vs Node {node_version()} worker_threads, "
           f"{time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}, medians of "
           f"{args.repeat}, CPUs {args.cpus}; {args.roundtrips} round trips, "
