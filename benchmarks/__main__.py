@@ -5,8 +5,10 @@ servers (``benchmarks.echo``: protocol, streams and sock_* styles against a C
 epoll floor, plus memory per idle connection) and the HTTP/1.1 hello-world on
 httptools driven by wrk (``benchmarks.http``) and TLS echo round trips and
 handshakes (``benchmarks.tls``), each printing its table with
-ratios to uvloop measured in the same run. ``--quick`` makes every part a
-short smoke run; the HTTP part is skipped with a note when wrk is missing.
+ratios to uvloop measured in the same run; then phaseloop.workers against Node's
+worker_threads (``benchmarks.workers``, ratios to Node from the same run).
+``--quick`` makes every part a short smoke run; the HTTP part is skipped with a
+note when wrk is missing.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import shutil
 import sys
 from typing import Sequence
 
-from . import echo, http, micro, tls
+from . import echo, http, micro, tls, workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("skipped: the openssl command is not installed")
     else:
         status |= tls.main(common)
+    print("\n## Workers (phaseloop.workers vs Node's worker_threads)\n", flush=True)
+    status |= workers.main(common)
     return status
 
 

@@ -13,6 +13,7 @@ import socket
 import pytest
 
 import phaseloop
+from support.hung_tests import pytest_addoption, pytest_timeout_set_timer  # noqa: F401 (hooks)
 
 LOOP_FACTORIES = {
     "phaseloop": phaseloop.new_event_loop,

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import open_fd_count
 from phaseloop import cluster
+from phaseloop.emitter import EventEmitter
 from test_cluster import assert_reaped, end_a_sleeping_worker, exit_future, run_primary
 from test_cluster_run import Primary, assert_gone, primaries  # noqa: F401
 
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"
 def clean_cluster():
     """Cluster listeners and settings are process-wide: put them back."""
     yield
-    cluster._listeners.clear()
+    cluster._events.remove_all_listeners()
     cluster.settings.update(target=None, serialization="json", scheduling="shared")
     assert not cluster.workers, "a test left workers behind: %r" % cluster.workers
     assert not cluster._shared_servers.by_id, "a shared server was left open"
@@ -215,10 +216,10 @@ def test_one_listener_convention():
     assert cluster.once("exit")(fn) is fn
     assert cluster.off(fn) is True               # from every event, once-listeners too
     assert cluster.off(fn) is False
-    assert not any(cluster._listeners.values())
+    assert cluster._events.listener_count("fork") == cluster._events.listener_count("exit") == 0
     cluster.on("fork", fn)
     assert cluster.off("fork", fn) is True       # Node's off(event, fn)
-    emitter = cluster._Emitter()
+    emitter = EventEmitter()                     # a Worker's, a port's: the same convention
     assert emitter.once("message")(fn) is fn
     assert emitter.off("message", fn) is True
     assert not emitter.emit("message", 1) and calls == []

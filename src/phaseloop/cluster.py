@@ -44,9 +44,11 @@ import struct
 import sys
 import time
 import traceback
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import phaseloop
+from phaseloop.emitter import EventEmitter, report_listener_error
+from phaseloop.forking import ExitWatcher, fork_with_signals_blocked, reset_signals_in_child
 
 __all__ = ["ClusterError", "ExitSignal", "Listener", "Worker", "fork", "is_primary", "is_worker",
            "off", "on", "once", "run", "server_socket", "settings", "setup_primary",
@@ -72,14 +74,13 @@ _KIND_INTERNAL = 0                    # JSON dict with a "cmd"
 _KIND_USER = 1                        # a user message in settings["serialization"]
 _MAX_FRAME = 64 * 1024 * 1024
 _next_id = 0
-_listeners: dict[str, list[Callable[..., Any]]] = collections.defaultdict(list)
 
 
 class ClusterError(RuntimeError):
     """A cluster API used in the wrong place (fork in a worker, no target...)."""
 
 
-# ---- events -------------------------------------------------------------------------------
+# ---- events (cluster-wide; a Worker's own too: phaseloop.emitter.EventEmitter) ----------
 
 
 class _SignalEnum(enum.IntEnum):
@@ -100,93 +101,8 @@ ExitSignal = _SignalEnum("ExitSignal", [(s.name, int(s)) for s in signal.Signals
                          module=__name__)
 
 
-def _add_listener(events: dict[str, list[Callable[..., Any]]], event: str,
-                  fn: Callable[..., Any] | None, once: bool) -> Any:
-    """``on``/``once`` for any of our emitters: with ``fn``, register it and
-    return it; without, return a decorator that does."""
-    if not isinstance(event, str):
-        raise TypeError(f"event must be a str, got {type(event).__name__}")
-
-    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if not callable(fn):
-            raise TypeError(f"listener must be callable, got {type(fn).__name__}")
-        if once:
-            def wrapper(*args: Any) -> Any:
-                _remove_listener(events, event, wrapper)
-                return fn(*args)
-            wrapper.listener = fn  # type: ignore[attr-defined]   # so off(fn) finds it
-            events[event].append(wrapper)
-        else:
-            events[event].append(fn)
-        return fn
-    return register if fn is None else register(fn)
-
-
-def _remove_listener(events: dict[str, list[Callable[..., Any]]], event_or_fn: Any,
-                     fn: Callable[..., Any] | None) -> bool:
-    """``off(event, fn)`` (Node's form) or ``off(fn)`` (from every event);
-    True if a listener was removed."""
-    if fn is None:
-        fn, names = event_or_fn, list(events)
-    else:
-        names = [event_or_fn]
-    removed = False
-    for name in names:
-        listeners = events.get(name, [])
-        for i, listener in enumerate(listeners):
-            if listener is fn or getattr(listener, "listener", None) is fn:
-                del listeners[i]
-                removed = True
-                break
-    return removed
-
-
-class _Emitter:
-    """A tiny EventEmitter: ``on``/``once``/``off``/``emit``. A listener that raises is
-    reported to the running loop's exception handler; the other listeners still run."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, list[Callable[..., Any]]] = collections.defaultdict(list)
-
-    def on(self, event: str, fn: Callable[..., Any] | None = None) -> Any:
-        """Call ``fn`` on each ``event``; returns ``fn``. Without ``fn``, a decorator."""
-        return _add_listener(self._events, event, fn, once=False)
-
-    def once(self, event: str, fn: Callable[..., Any] | None = None) -> Any:
-        """Call ``fn`` on the next ``event`` only; returns ``fn`` (or a decorator)."""
-        return _add_listener(self._events, event, fn, once=True)
-
-    def off(self, event_or_fn: Any, fn: Callable[..., Any] | None = None) -> bool:
-        """Remove a listener: ``off(event, fn)`` or ``off(fn)`` (from every
-        event). No error if it is not there; True if one was removed."""
-        return _remove_listener(self._events, event_or_fn, fn)
-
-    def listener_count(self, event: str) -> int:
-        """How many listeners ``event`` has."""
-        return len(self._events.get(event, ()))
-
-    def emit(self, event: str, *args: Any) -> bool:
-        """Call the listeners of ``event`` in order; True if there were any."""
-        return _emit_to(self._events.get(event, ()), event, args)
-
-
-def _emit_to(fns: Iterable[Callable[..., Any]], event: str, args: tuple) -> bool:
-    fns = list(fns)
-    for fn in fns:
-        try:
-            fn(*args)
-        except Exception as exc:  # noqa: BLE001 - reported, the others still run
-            _report("cluster %r listener %r raised" % (event, fn), exc)
-    return bool(fns)
-
-
-def _report(message: str, exc: BaseException) -> None:
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        logger.error(message, exc_info=exc)
-        return
-    loop.call_exception_handler({"message": message, "exception": exc})
+_events = EventEmitter()
+_events.event_source = "cluster"
 
 
 def on(event: str, fn: Callable[..., Any] | None = None) -> Any:
@@ -196,22 +112,22 @@ def on(event: str, fn: Callable[..., Any] | None = None) -> Any:
     status or None; ``signal`` the :data:`ExitSignal` that ended it (prints as
     ``SIGKILL``, equals ``signal.SIGKILL``) or None. Returns ``fn``; without
     ``fn``, a decorator: ``@cluster.on("exit")``."""
-    return _add_listener(_listeners, event, fn, once=False)
+    return _events.on(event, fn)
 
 
 def once(event: str, fn: Callable[..., Any] | None = None) -> Any:
     """Like :func:`on`, for the next event only."""
-    return _add_listener(_listeners, event, fn, once=True)
+    return _events.once(event, fn)
 
 
 def off(event_or_fn: Any, fn: Callable[..., Any] | None = None) -> bool:
     """Remove a listener added with :func:`on` or :func:`once`: ``off(event,
     fn)``, or ``off(fn)`` from every event. True if one was removed."""
-    return _remove_listener(_listeners, event_or_fn, fn)
+    return _events.off(event_or_fn, fn)
 
 
 def _emit(event: str, *args: Any) -> None:
-    _emit_to(_listeners.get(event, ()), event, args)
+    _events.emit(event, *args)
 
 
 # ---- the IPC channel ----------------------------------------------------------------------
@@ -365,7 +281,7 @@ class _Channel:
             try:
                 obj = _decode(kind, payload)
             except Exception as exc:  # noqa: BLE001 - a bad frame is reported, not fatal
-                _report("cluster: undecodable message", exc)
+                report_listener_error("cluster: undecodable message", exc)
                 continue
             count = obj.get("fds", 0) if kind == _KIND_INTERNAL and isinstance(obj, dict) else 0
             fds = [self._rfds.popleft() for _ in range(min(count, len(self._rfds)))]
@@ -405,7 +321,7 @@ def _close_all(fds: Iterable[int]) -> None:
 # ---- Worker ---------------------------------------------------------------------------------
 
 
-class Worker(_Emitter):
+class Worker(EventEmitter):
     """A worker process, as ``cluster.Worker`` in Node.
 
     In the primary (from :func:`fork`): ``send``, ``kill``, ``disconnect``, events
@@ -414,6 +330,8 @@ class Worker(_Emitter):
     for what the primary sent, ``disconnect`` (close the channel) and the
     ``disconnect`` event when the primary asks this worker to stop.
     """
+
+    event_source = "cluster"
 
     def __init__(self, id: int, pid: int, channel_sock: socket.socket, *,
                  in_primary: bool) -> None:
@@ -427,8 +345,7 @@ class Worker(_Emitter):
         self.is_online = False
         self._in_primary = in_primary
         self._channel = _Channel(channel_sock, self._on_frame, self._on_channel_closed)
-        self._pidfd = -1
-        self._poll: asyncio.TimerHandle | None = None
+        self._exit_watcher: ExitWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dead = False
         self._disconnect_emitted = False
@@ -538,30 +455,9 @@ class Worker(_Emitter):
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._channel.attach(loop)
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:
-            try:
-                self._pidfd = pidfd_open(self.pid)
-            except OSError:
-                self._pidfd = -1
-        if self._pidfd >= 0:
-            loop.add_reader(self._pidfd, self._reap)
-        else:
-            self._poll = loop.call_later(0.05, self._reap)
+        self._exit_watcher = ExitWatcher(loop, self.pid, self._reaped)
 
-    def _reap(self) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.pid, 0
-        if pid == 0:
-            if self._pidfd < 0 and self._loop is not None:
-                self._poll = self._loop.call_later(0.05, self._reap)
-            return
-        if self._pidfd >= 0 and self._loop is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = -1
+    def _reaped(self, status: int) -> None:
         if os.WIFSIGNALED(status):
             self.signal_code = ExitSignal(os.WTERMSIG(status))
         else:
@@ -589,11 +485,8 @@ class Worker(_Emitter):
             pass
         for s in self._handoff + self._handoff_peer:
             s.close()
-        if self._pidfd >= 0:
-            try:
-                os.close(self._pidfd)
-            except OSError:
-                pass
+        if self._exit_watcher is not None:
+            self._exit_watcher.close_in_child()
 
 
 # ---- fork -----------------------------------------------------------------------------------
@@ -619,7 +512,6 @@ def setup_primary(*, target: Callable[[], Any] | None = None,
         settings["scheduling"] = scheduling
 
 
-_SIGNALS_BLOCKED_AROUND_FORK = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
 _child_state: dict[str, Any] = {"stop": lambda: None}
 
 
@@ -648,13 +540,9 @@ def fork(env: dict[str, str] | None = None, *, target: Callable[[], Any] | None 
     handoff_pairs = [_handoff_pair() for _ in range(_handoff_count)]
     for s in (parent_sock, child_sock):
         s.set_inheritable(False)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS_BLOCKED_AROUND_FORK)
     try:
-        pid = os.fork()
+        pid, old_mask = fork_with_signals_blocked()
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         parent_sock.close()
         child_sock.close()
         for a, b in handoff_pairs:
@@ -664,7 +552,6 @@ def fork(env: dict[str, str] | None = None, *, target: Callable[[], Any] | None 
     if pid == 0:
         _become_worker(wid, parent_sock, child_sock, handoff_pairs, env, target, old_mask)
         # never returns
-    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     child_sock.close()
     w = Worker(wid, pid, parent_sock, in_primary=True)
     for a, b in handoff_pairs:
@@ -689,24 +576,6 @@ def _handoff_pair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
 
 
-def _reset_signals_in_child() -> None:
-    try:
-        signal.set_wakeup_fd(-1)
-    except (ValueError, OSError):
-        pass
-    for sig in signal.valid_signals():
-        try:
-            handler = signal.getsignal(sig)
-        except (ValueError, OSError):
-            continue
-        if callable(handler) and handler is not signal.default_int_handler:
-            try:
-                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
-                              else signal.SIG_DFL)
-            except (ValueError, OSError):
-                pass
-
-
 def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.socket,
                    handoff_pairs: list, env: dict[str, str] | None,
                    target: Callable[[], Any], old_mask: Any) -> None:
@@ -715,7 +584,7 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
     interrupted = False
     try:
         try:
-            _reset_signals_in_child()
+            reset_signals_in_child()
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             asyncio.events._set_running_loop(None)
             asyncio.set_event_loop(None)
@@ -724,7 +593,7 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
                 w._close_in_child()
             _shared_servers.close_in_child()
             workers.clear()
-            _listeners.clear()
+            _events.remove_all_listeners()
             handoff = []
             for a, b in handoff_pairs:
                 a.close()
