@@ -25,7 +25,7 @@ WAIT = 5.0
 def clean_cluster():
     """Cluster listeners are process-wide: drop the ones a test added."""
     yield
-    cluster._events.remove_all_listeners()
+    cluster.events._events.remove_all_listeners()
     cluster.settings.update(target=None, serialization="json")
     assert not cluster.workers, "a test left workers behind: %r" % cluster.workers
 

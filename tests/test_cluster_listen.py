@@ -32,10 +32,10 @@ pytestmark = [pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"
 def clean_cluster():
     """Cluster listeners and settings are process-wide: put them back."""
     yield
-    cluster._events.remove_all_listeners()
+    cluster.events._events.remove_all_listeners()
     cluster.settings.update(target=None, serialization="json", scheduling="shared")
     assert not cluster.workers, "a test left workers behind: %r" % cluster.workers
-    assert not cluster._shared_servers.by_id, "a shared server was left open"
+    assert not cluster.shared_servers._shared_servers.by_id, "a shared server was left open"
 
 
 async def get_worker_pid(port: int) -> int:
@@ -216,7 +216,7 @@ def test_one_listener_convention():
     assert cluster.once("exit")(fn) is fn
     assert cluster.off(fn) is True               # from every event, once-listeners too
     assert cluster.off(fn) is False
-    assert cluster._events.listener_count("fork") == cluster._events.listener_count("exit") == 0
+    assert cluster.events._events.listener_count("fork") == cluster.events._events.listener_count("exit") == 0
     cluster.on("fork", fn)
     assert cluster.off("fork", fn) is True       # Node's off(event, fn)
     emitter = EventEmitter()                     # a Worker's, a port's: the same convention

@@ -42,7 +42,7 @@ def test_workers_inside_a_cluster_worker(no_leaks):
     try:
         report, (code, sig), pid = run(primary, timeout=30)
     finally:
-        cluster._events.remove_all_listeners()
+        cluster.events._events.remove_all_listeners()
     assert (code, sig) == (0, None)
     assert report["thread"] == {"echo": "via thread", "start_method": None, "pid": None,
                                 "code": 1}

@@ -255,7 +255,8 @@ class App:
 
     # -- serving (server.py does it) -------------------------------------------------
 
-    async def listen(self, port: int = 0, host: str = "127.0.0.1", **kwargs: Any) -> asyncio.AbstractServer:
+    async def listen(self, port: int = 0, host: str = "127.0.0.1",
+                     **kwargs: Any) -> asyncio.AbstractServer:
         """Start serving on host:port on the running loop; returns the server
         (already serving; ``server.sockets[0].getsockname()`` for port 0).
         In a ``phaseloop.cluster`` worker every worker may listen on the same
