@@ -7,24 +7,15 @@ phaseloop-only API (call_immediate, add_idle, metrics...) takes
 """
 import asyncio
 import gc
-import os
+import resource
 import socket
 
 import pytest
 
 import phaseloop
+from support.cluster import Primary, assert_gone
+from support.loops import LOOP_FACTORIES
 from support.hung_tests import pytest_addoption, pytest_timeout_set_timer  # noqa: F401 (hooks)
-
-LOOP_FACTORIES = {
-    "phaseloop": phaseloop.new_event_loop,
-    "asyncio": asyncio.new_event_loop,
-}
-
-
-def open_fd_count() -> int:
-    """Number of open file descriptors of this process."""
-    return len(os.listdir("/proc/self/fd"))
-
 
 @pytest.fixture(params=sorted(LOOP_FACTORIES))
 def loop_name(request):
@@ -82,3 +73,28 @@ def ref_loop():
         yield lp
     finally:
         lp.close()
+
+
+@pytest.fixture
+def many_fds():
+    """Raise the soft RLIMIT_NOFILE for 1,000 connections (both ends here)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is under {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture
+def primaries():
+    """Primaries (support.cluster.Primary) a test starts: stopped after it,
+    and none of their workers may be left."""
+    started: list[Primary] = []
+    yield started
+    for p in started:
+        p.close()
+    for p in started:   # a primary killed by a signal could not reap its workers
+        assert_gone(p.worker_pids(), orphans=p.proc.returncode < 0)

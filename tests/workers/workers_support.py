@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import open_fd_count
+from support.loops import open_fd_count
 
 import phaseloop
 from phaseloop import workers
