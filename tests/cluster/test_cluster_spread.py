@@ -4,7 +4,7 @@ As a test: 200 connections per mode; round_robin must be even (to within one per
 client thread), reuse_port must use both workers. As a measurement (the numbers in
 docs/cluster.md)::
 
-    python tests/test_cluster_spread.py [connections] [concurrency]
+    PYTHONPATH=tests python tests/cluster/test_cluster_spread.py [connections] [concurrency]
 """
 from __future__ import annotations
 
