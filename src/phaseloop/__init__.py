@@ -17,17 +17,17 @@ from asyncio import events as _events
 from typing import Any, Coroutine, TypeVar
 
 from .loop import (BACKEND, DatagramTransport, Handle, PhaseHook, ReadPipeTransport, Server,
-                   SocketTransport, SubprocessTransport, TimerHandle, WritePipeTransport, _Loop,
-                   _PipeMethods, _ProcessMethods, _ServerMethods, _TCPMethods, _TLSMethods,
-                   _UDPMethods, _UnixMethods)
+                   SocketTransport, SSLTransport, SubprocessTransport, TimerHandle,
+                   WritePipeTransport, _Loop, _PipeMethods, _ProcessMethods, _ServerMethods,
+                   _TCPMethods, _TLSMethods, _UDPMethods, _UnixMethods)
 from . import errors as _errors
 from .metrics import (EventLoopDelayMonitor, EventLoopUtilization, event_loop_utilization,
                       monitor_event_loop_delay)
 
 __all__ = ["BACKEND", "DatagramTransport", "EventLoopDelayMonitor", "EventLoopUtilization",
            "Handle", "Loop", "PhaseHook", "Policy", "ReadPipeTransport", "Server",
-           "SocketTransport", "SubprocessTransport", "TimerHandle", "WritePipeTransport",
-           "event_loop_utilization", "monitor_event_loop_delay", "new_event_loop", "run"]
+           "SSLTransport", "SocketTransport", "SubprocessTransport", "TimerHandle",
+           "WritePipeTransport", "event_loop_utilization", "monitor_event_loop_delay", "new_event_loop", "run"]
 __version__ = "0.1.0"
 
 _T = TypeVar("_T")
