@@ -997,8 +997,10 @@ cdef class SSLTransport:
             warnings.warn("unclosed transport <phaseloop.SSLTransport object>", ResourceWarning)
 
 
-class _SSLTransportFacade(_aio_transports_mod.Transport):
-    """What SSLTransport instances report as __class__ (see SocketTransport)."""
+class _SSLTransportFacade(_aio_transports_mod._FlowControlMixin, _aio_transports_mod.Transport):
+    """What SSLTransport instances report as __class__ (see SocketTransport).
+    asyncio's SSL transport is a _FlowControlMixin too: the sendfile fallback
+    checks it."""
     __slots__ = ()
 
 

@@ -1,0 +1,292 @@
+"""A TLS connection's life, on phaseloop and asyncio.
+
+close_notify each way and an unclean EOF (the events each side sees, in
+order), 1,000 concurrent handshakes (fds and memory back where they
+started), start_tls on the server and on the client with no byte lost
+between the plain and the TLS phase, and PHASELOOP_TLS, the switch back to
+asyncio's SSLProtocol.
+"""
+import asyncio
+import gc
+import socket
+import ssl
+import sys
+import weakref
+
+import pytest
+
+import phaseloop
+from conftest import open_fd_count
+from test_tcp import (HOST, WAIT, Echo, Recorder, ServerSide, assert_fds_steady, close_server,
+                      many_fds, port_of, run)  # noqa: F401 (many_fds: a fixture)
+from test_tls import certificate, client_ctx, server_ctx, tls_pair  # noqa: F401 (fixtures)
+from test_tls_records import BioPeer, in_thread
+
+
+@pytest.mark.parametrize("closing", ["client", "server"])
+def test_close_notify_each_way(loop, server_ctx, client_ctx, closing):
+    sides = ServerSide()
+
+    async def main():
+        server = await loop.create_server(sides, HOST, 0, ssl=server_ctx)
+        transport, proto = await loop.create_connection(
+            Recorder, HOST, port_of(server), ssl=client_ctx, server_hostname="localhost",
+            ssl_shutdown_timeout=30)
+        peer = await sides.first_protocol()
+        await peer.made
+        transport.write(b"to server")
+        peer.transport.write(b"to client")
+        await peer.received_at_least(9)
+        await proto.received_at_least(9)
+        started = loop.time()
+        (transport if closing == "client" else peer.transport).close()
+        await asyncio.gather(proto.lost, peer.lost)
+        elapsed = loop.time() - started
+        await close_server(server)
+        return proto, peer, elapsed
+
+    proto, peer, elapsed = run(loop, main())
+    # The side that closes sends close_notify and waits for the other's; the
+    # other gets it, answers and closes. Both protocols hear eof_received (as
+    # on asyncio: the closing side when the answer comes), then
+    # connection_lost(None).
+    assert proto.events == peer.events == ["made", "data", "eof", "lost"]
+    assert proto.lost_calls == peer.lost_calls == [None]
+    assert elapsed < WAIT          # not the 30 s shutdown timeout
+
+
+def test_unclean_eof_from_the_peer(loop, server_ctx, client_ctx):
+    """TCP ends without close_notify: as asyncio, eof_received, then
+    connection_lost(None)."""
+    listener = socket.create_server((HOST, 0))
+    listener.settimeout(WAIT)
+
+    def server_that_just_closes():
+        conn, _ = listener.accept()
+        peer = BioPeer(conn, server_ctx, server_side=True)
+        peer.handshake()
+        peer.sock.sendall(peer.records(b"last words"))
+        peer.close()
+
+    async def main():
+        join = in_thread(server_that_just_closes)
+        transport, proto = await loop.create_connection(
+            Recorder, HOST, listener.getsockname()[1], ssl=client_ctx,
+            server_hostname="localhost")
+        exc = await proto.lost
+        await loop.run_in_executor(None, join)
+        return proto, exc
+
+    with listener:
+        proto, exc = run(loop, main())
+    assert bytes(proto.data) == b"last words"
+    assert proto.events == ["made", "data", "eof", "lost"]
+    assert exc is None
+
+
+def test_thousand_concurrent_handshakes(loop, server_ctx, client_ctx, many_fds):
+    count = 1000
+    made = []
+
+    class Counted(Recorder):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            made.append(weakref.ref(transport))
+
+    async def one(port, i):
+        transport, proto = await loop.create_connection(
+            Counted, HOST, port, ssl=client_ctx, server_hostname="localhost")
+        message = b"client %d" % i
+        transport.write(message)
+        await proto.received_at_least(len(message))
+        transport.close()
+        await proto.lost
+        return bytes(proto.data) == message and proto.lost_calls == [None]
+
+    async def round_of(server):
+        results = await asyncio.gather(*(one(port_of(server), i) for i in range(count)))
+        await asyncio.sleep(0.05)      # the server sides' connection_lost
+        return results
+
+    async def main():
+        server = await loop.create_server(Echo, HOST, 0, ssl=server_ctx, backlog=count)
+        assert all(await round_of(server))           # what a loop makes once, made
+        gc.collect()
+        fds, blocks = open_fd_count(), sys.getallocatedblocks()
+        made.clear()
+        assert all(await round_of(server))
+        gc.collect()
+        fds_after, blocks_after = open_fd_count(), sys.getallocatedblocks()
+        alive = sum(ref() is not None for ref in made)
+        await close_server(server)
+        return fds, fds_after, blocks, blocks_after, alive
+
+    fds, fds_after, blocks, blocks_after, alive = run(loop, main(), timeout=120)
+    assert fds_after == fds
+    assert alive == 0              # every client transport freed
+    # Python memory: under a tenth of a block per connection (a leak of one
+    # object per connection would be a thousand blocks).
+    assert blocks_after - blocks < count // 10
+
+
+def test_start_tls_on_the_server_keeps_a_client_hello_read_ahead(loop, server_ctx, client_ctx):
+    """The client sends its STARTTLS line and its ClientHello in one segment
+    (a PROXY header does the same): the server's StreamReader has read the
+    ClientHello before start_tls. phaseloop hands those bytes to the TLS
+    layer. asyncio's loop up to Python 3.13.0 leaves them in the reader and
+    the handshake waits for bytes that already came (CPython gh-142352,
+    docs/compat.md): here its handshake times out."""
+
+    async def handle(reader, writer):
+        assert await reader.readline() == b"STARTTLS\n"
+        await writer.start_tls(server_ctx, ssl_handshake_timeout=1.0)
+        writer.write(b"secret " + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    def client(port):
+        peer = BioPeer.connect(port, client_ctx)
+        try:
+            peer.sock.sendall(b"STARTTLS\n" + peer.first_flight())
+            peer.handshake()
+            peer.sock.sendall(peer.records(b"hello\n"))
+            return peer.read_exactly(13)
+        except (ConnectionError, OSError):
+            return None
+        finally:
+            peer.close()
+
+    async def main():
+        errors = []
+        loop.set_exception_handler(lambda lp, context: errors.append(context))
+        server = await asyncio.start_server(handle, HOST, 0)
+        answer = await loop.run_in_executor(None, client, port_of(server))
+        await close_server(server)
+        return answer, errors
+
+    answer, errors = run(loop, main())
+    if isinstance(loop, phaseloop.Loop):
+        assert answer == b"secret hello\n"
+        assert errors == []
+    else:
+        assert answer in (b"secret hello\n", None)
+
+
+def test_start_tls_on_the_client_keeps_data_behind_the_handshake(loop, certificate, client_ctx):
+    """The server's first application data comes in the same segment as the
+    end of its handshake (TLS 1.2: its Finished): the client gets it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    listener = socket.create_server((HOST, 0))
+    listener.settimeout(WAIT)
+
+    def server():
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(WAIT)
+            assert conn.recv(100) == b"STARTTLS\n"
+            conn.sendall(b"OK\n")
+            peer = BioPeer(conn, context, server_side=True)
+            while True:
+                try:
+                    peer.tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    if peer.outgoing.pending:
+                        conn.sendall(peer.outgoing.read())
+                    peer._receive()
+            finished = peer.outgoing.read()
+            conn.sendall(finished + peer.records(b"welcome"))   # one segment
+            return peer.read_exactly(3)
+
+    class Client(Recorder):
+        def __init__(self):
+            super().__init__()
+            self.ok = asyncio.get_running_loop().create_future()
+
+        def data_received(self, data):
+            if not self.ok.done():
+                assert data == b"OK\n"
+                self.ok.set_result(None)
+                return
+            super().data_received(data)
+
+    async def main():
+        join = in_thread(server)
+        plain, proto = await loop.create_connection(Client, HOST, listener.getsockname()[1])
+        plain.write(b"STARTTLS\n")
+        await proto.ok
+        secure = await loop.start_tls(plain, proto, client_ctx, server_hostname="localhost")
+        await proto.received_at_least(7)
+        secure.write(b"bye")
+        assert await loop.run_in_executor(None, join) == b"bye"
+        await proto.lost
+        return proto
+
+    with listener:
+        proto = run(loop, main())
+    assert bytes(proto.data) == b"welcome"
+
+
+@pytest.mark.parametrize("value, kind", [(None, "phaseloop"), ("phaseloop", "phaseloop"),
+                                         ("asyncio", "asyncio")])
+def test_phaseloop_tls_switch(phase_loop, server_ctx, client_ctx, monkeypatch, value, kind):
+    if value is None:
+        monkeypatch.delenv("PHASELOOP_TLS", raising=False)
+    else:
+        monkeypatch.setenv("PHASELOOP_TLS", value)
+    expected = phaseloop.SSLTransport if kind == "phaseloop" else \
+        asyncio.sslproto._SSLProtocolTransport
+
+    async def main():
+        server, transport, proto = await tls_pair(phase_loop, server_ctx, client_ctx)
+        transport.write(b"ping")
+        await proto.received_at_least(4)
+        kinds = type(transport)
+        transport.close()
+        await proto.lost
+        await close_server(server)
+        return kinds, bytes(proto.data)
+
+    kinds, data = run(phase_loop, main())
+    assert kinds is expected
+    assert data == b"ping"
+
+
+def test_phaseloop_tls_switch_rejects_other_values(phase_loop, client_ctx, monkeypatch):
+    monkeypatch.setenv("PHASELOOP_TLS", "openssl")
+    listener = socket.create_server((HOST, 0))
+
+    def refused():
+        with pytest.raises(ValueError, match="PHASELOOP_TLS"):
+            run(phase_loop, phase_loop.create_connection(
+                Recorder, HOST, listener.getsockname()[1], ssl=client_ctx,
+                server_hostname="localhost"))
+
+    with listener:
+        assert_fds_steady(phase_loop, refused, repeats=2)
+
+
+def test_ssl_transport_is_an_asyncio_transport(loop, server_ctx, client_ctx):
+    async def main():
+        server, transport, proto = await tls_pair(loop, server_ctx, client_ctx)
+        try:
+            assert isinstance(transport, asyncio.Transport)
+            assert "ssl" in transport.__class__.__name__.lower()
+            assert transport.get_protocol() is proto
+            other = Recorder()
+            transport.set_protocol(other)
+            assert transport.get_protocol() is other
+            transport.set_protocol(proto)
+            assert transport.is_reading() and not transport.is_closing()
+            assert transport.get_extra_info("nothing such", 42) == 42
+        finally:
+            transport.close()
+            assert transport.is_closing()
+            await proto.lost
+            await close_server(server)
+        assert transport.get_protocol() is None        # as asyncio: dropped when lost
+        assert isinstance(transport.get_extra_info("ssl_object"), ssl.SSLObject)
+
+    run(loop, main())
