@@ -3,12 +3,17 @@
 `loop` is parametrized over the two loops under test (`phaseloop` and
 `asyncio`, the stdlib's default selector loop).  A test that needs a
 phaseloop-only API (call_immediate, add_idle, metrics...) takes
-`phase_loop` instead.
+`phase_loop` instead. The TLS tests take `certificate`, `server_ctx` and
+`client_ctx`.
 """
 import asyncio
 import gc
 import os
+import resource
+import shutil
 import socket
+import ssl
+import subprocess
 
 import pytest
 
@@ -87,3 +92,48 @@ def ref_loop():
         yield lp
     finally:
         lp.close()
+
+
+@pytest.fixture
+def many_fds():
+    """Raise the soft RLIMIT_NOFILE for 1,000 connections (both ends here)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is under {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+# ---- TLS: a self-signed certificate for localhost/127.0.0.1, made once per session
+# with the `openssl` command (the tests that use it skip where it is missing).
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """(cert.pem, key.pem) of a self-signed EC certificate for localhost."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30)
+    return str(cert), str(key)
+
+
+@pytest.fixture
+def server_ctx(certificate):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*certificate)
+    return ctx
+
+
+@pytest.fixture
+def client_ctx(certificate):
+    return ssl.create_default_context(cafile=certificate[0])

@@ -22,7 +22,6 @@ import hashlib
 import io
 import logging
 import random
-import resource
 import socket
 import struct
 
@@ -195,19 +194,6 @@ async def connected(loop, server_factory=Echo, client_factory=Recorder):
 async def close_server(server):
     server.close()
     await server.wait_closed()
-
-
-@pytest.fixture
-def many_fds():
-    """Raise the soft RLIMIT_NOFILE for 1,000 connections (both ends here)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4096
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        if hard != resource.RLIM_INFINITY and hard < wanted:
-            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is under {wanted}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 # ---- echo integrity -------------------------------------------------------------
@@ -466,6 +452,33 @@ class FlowWriter(Recorder):
             self.resumed.set_result(None)
 
 
+class BlockWriter:
+    """Writes payload blocks to a transport and keeps the digest of all it wrote."""
+
+    def __init__(self, transport, chunk):
+        self.transport = transport
+        self.chunk = chunk
+        self.sha = hashlib.sha256()
+        self.total = 0
+
+    def write(self, count=1):
+        for _ in range(count):
+            block = payload(self.chunk, seed=self.total)
+            self.transport.write(block)
+            self.sha.update(block)
+            self.total += self.chunk
+
+    async def write_until_paused(self, writer, limit):
+        """Write a block per loop iteration until writer (a FlowWriter) is paused."""
+        while not writer.paused:
+            assert self.total < limit, "pause_writing never came"
+            self.write()
+            await asyncio.sleep(0)
+
+    def digest(self):
+        return self.total, self.sha.hexdigest()
+
+
 def test_flow_control_pauses_once_per_crossing(loop):
     needs(loop, "create_server", "create_connection")
     high, low, chunk = 64 * 1024, 16 * 1024, 16 * 1024
@@ -477,23 +490,13 @@ def test_flow_control_pauses_once_per_crossing(loop):
         transport.set_write_buffer_limits(high=high, low=low)
         reader = await sides.first_protocol()
         await reader.made
-        sha, total = hashlib.sha256(), 0
+        blocks = BlockWriter(transport, chunk)
         for cycle in range(1, 3):
             reader.transport.pause_reading()
-            while not writer.paused:
-                assert total < 64 * MiB, "pause_writing never came"
-                block = payload(chunk, seed=total)
-                transport.write(block)
-                sha.update(block)
-                total += chunk
-                await asyncio.sleep(0)
+            await blocks.write_until_paused(writer, 64 * MiB)
             assert len(writer.pauses) == cycle
             assert high < writer.pauses[-1] <= high + chunk
-            for _ in range(3):  # more writes while paused: no second pause
-                block = payload(chunk, seed=total)
-                transport.write(block)
-                sha.update(block)
-                total += chunk
+            blocks.write(3)  # more writes while paused: no second pause
             assert len(writer.pauses) == cycle
             assert transport.get_write_buffer_size() <= high + 4 * chunk
             writer.resumed = loop.create_future()
@@ -506,7 +509,7 @@ def test_flow_control_pauses_once_per_crossing(loop):
         transport.close()
         await writer.lost
         await close_server(server)
-        return reader.digest(), (total, sha.hexdigest()), writer
+        return reader.digest(), blocks.digest(), writer
 
     received, sent, writer = run(loop, main(), timeout=20)
     assert received == sent

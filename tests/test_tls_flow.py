@@ -13,9 +13,10 @@ import tempfile
 
 import pytest
 
-from test_tcp import (HOST, MiB, WAIT, Echo, FlowWriter, Recorder, ServerSide, close_server,
+from test_tcp import (HOST, MiB, BlockWriter, Echo, FlowWriter, Recorder, ServerSide,
+                      close_server,
                       digest, payload, port_of, run)
-from test_tls import certificate, client_ctx, server_ctx, tls_pair  # noqa: F401 (fixtures)
+from test_tls import tls_pair, tls_stream_pair
 
 SSL_WRITE_HIGH = 512 * 1024   # asyncio's FLOW_CONTROL_HIGH_WATER_SSL_WRITE
 SSL_READ_HIGH = 256 * 1024    # asyncio's FLOW_CONTROL_HIGH_WATER_SSL_READ
@@ -66,28 +67,18 @@ def test_write_flow_control_pauses_and_resumes_the_writer(loop, server_ctx, clie
             loop, server_ctx, client_ctx, client_factory=FlowWriter)
         assert transport.get_write_buffer_limits() == (SSL_WRITE_HIGH // 4, SSL_WRITE_HIGH)
         peer.transport.pause_reading()
-        sha, total = hashlib.sha256(), 0
-        while not writer.paused:
-            assert total < 256 * MiB, "pause_writing never came"
-            block = payload(chunk, seed=total)
-            transport.write(block)
-            sha.update(block)
-            total += chunk
-            await asyncio.sleep(0)
+        blocks = BlockWriter(transport, chunk)
+        await blocks.write_until_paused(writer, 256 * MiB)
         assert writer.pauses[-1] >= SSL_WRITE_HIGH
-        for _ in range(4):          # more writes while paused: no second pause
-            block = payload(chunk, seed=total)
-            transport.write(block)
-            sha.update(block)
-            total += chunk
+        blocks.write(4)            # more writes while paused: no second pause
         writer.resumed = loop.create_future()
         peer.transport.resume_reading()
         await writer.resumed
-        await peer.received_at_least(total)
+        await peer.received_at_least(blocks.total)
         transport.close()
         await writer.lost
         await close_server(server)
-        return writer, peer.digest(), (total, sha.hexdigest())
+        return writer, peer.digest(), blocks.digest()
 
     writer, received, sent = run(loop, main(), timeout=30)
     assert received == sent
@@ -111,9 +102,7 @@ def test_stream_writer_drain_over_tls(loop, server_ctx, client_ctx):
         writer.close()
 
     async def main():
-        server = await asyncio.start_server(slow_reader, HOST, 0, ssl=server_ctx)
-        reader, writer = await asyncio.open_connection(
-            HOST, port_of(server), ssl=client_ctx, server_hostname="localhost")
+        server, reader, writer = await tls_stream_pair(slow_reader, server_ctx, client_ctx)
         protocol = writer.transport.get_protocol()
         drained_paused = 0
         for i in range(0, len(data), 128 * 1024):

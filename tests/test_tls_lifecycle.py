@@ -18,8 +18,8 @@ import pytest
 import phaseloop
 from conftest import open_fd_count
 from test_tcp import (HOST, WAIT, Echo, Recorder, ServerSide, assert_fds_steady, close_server,
-                      many_fds, port_of, run)  # noqa: F401 (many_fds: a fixture)
-from test_tls import certificate, client_ctx, server_ctx, tls_pair  # noqa: F401 (fixtures)
+                      port_of, run)
+from test_tls import tls_pair, tls_round_trip
 from test_tls_records import BioPeer, in_thread
 
 
@@ -93,18 +93,9 @@ def test_thousand_concurrent_handshakes(loop, server_ctx, client_ctx, many_fds):
             super().connection_made(transport)
             made.append(weakref.ref(transport))
 
-    async def one(port, i):
-        transport, proto = await loop.create_connection(
-            Counted, HOST, port, ssl=client_ctx, server_hostname="localhost")
-        message = b"client %d" % i
-        transport.write(message)
-        await proto.received_at_least(len(message))
-        transport.close()
-        await proto.lost
-        return bytes(proto.data) == message and proto.lost_calls == [None]
-
     async def round_of(server):
-        results = await asyncio.gather(*(one(port_of(server), i) for i in range(count)))
+        results = await asyncio.gather(*(tls_round_trip(loop, port_of(server), client_ctx, i,
+                                                        Counted) for i in range(count)))
         await asyncio.sleep(0.05)      # the server sides' connection_lost
         return results
 

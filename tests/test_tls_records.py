@@ -17,7 +17,6 @@ import pytest
 
 from test_tcp import (HOST, WAIT, Recorder, ServerSide, assert_fds_steady, close_server,
                       digest, payload, port_of, run, set_linger_zero)
-from test_tls import certificate, client_ctx, server_ctx  # noqa: F401 (fixtures)
 
 
 class BioPeer:
@@ -103,10 +102,27 @@ def in_thread(target, *args):
 
 
 async def tls_server(loop, server_ctx, factory, **kwargs):
+    """A TLS server, and the list the loop's exception handler fills."""
     errors = []
     loop.set_exception_handler(lambda lp, context: errors.append(context))
     server = await loop.create_server(factory, HOST, 0, ssl=server_ctx, **kwargs)
     return server, errors
+
+
+async def serve_one_peer(loop, server_ctx, peer, between=None):
+    """A TLS server whose one client is peer(port) in a thread: the server
+    side's protocol, its connection_lost argument and the handler's reports.
+    between(protocol) is awaited once the connection is accepted."""
+    sides = ServerSide()
+    server, errors = await tls_server(loop, server_ctx, sides)
+    join = in_thread(peer, port_of(server))
+    proto = await sides.first_protocol()
+    if between is not None:
+        await between(proto)
+    exc = await proto.lost
+    await loop.run_in_executor(None, join)
+    await close_server(server)
+    return proto, exc, errors
 
 
 def split_records(wire):
@@ -179,8 +195,6 @@ def test_records_cut_at_any_byte_arrive_whole(loop, server_ctx, client_ctx, cut)
 
 
 def test_record_cut_short_by_tcp_eof(loop, server_ctx, client_ctx):
-    sides = ServerSide()
-
     def peer(port):
         client = BioPeer.connect(port, client_ctx)
         try:
@@ -194,16 +208,7 @@ def test_record_cut_short_by_tcp_eof(loop, server_ctx, client_ctx):
         finally:
             client.close()
 
-    async def main():
-        server, errors = await tls_server(loop, server_ctx, sides)
-        join = in_thread(peer, port_of(server))
-        proto = await sides.first_protocol()
-        exc = await proto.lost
-        await loop.run_in_executor(None, join)
-        await close_server(server)
-        return proto, exc, errors
-
-    proto, exc, errors = run(loop, main())
+    proto, exc, errors = run(loop, serve_one_peer(loop, server_ctx, peer))
     # As asyncio's SSLProtocol: the whole record is delivered, the cut one is
     # not, then eof_received (an unclean EOF), then connection_lost(None).
     assert bytes(proto.data) == b"complete"
@@ -254,7 +259,6 @@ def test_garbage_instead_of_a_client_hello(loop, server_ctx, client_ctx, garbage
 
 
 def test_spoiled_record_after_the_handshake(loop, server_ctx, client_ctx):
-    sides = ServerSide()
     delivered = threading.Event()
 
     def peer(port):
@@ -274,18 +278,11 @@ def test_spoiled_record_after_the_handshake(loop, server_ctx, client_ctx):
         finally:
             client.close()
 
-    async def main():
-        server, errors = await tls_server(loop, server_ctx, sides)
-        join = in_thread(peer, port_of(server))
-        proto = await sides.first_protocol()
+    async def fine_delivered(proto):
         await proto.received_at_least(4)
         delivered.set()
-        exc = await proto.lost
-        await loop.run_in_executor(None, join)
-        await close_server(server)
-        return proto, exc, errors
 
-    proto, exc, errors = run(loop, main())
+    proto, exc, errors = run(loop, serve_one_peer(loop, server_ctx, peer, fine_delivered))
     assert bytes(proto.data) == b"fine"
     assert proto.events == ["made", "data", "lost"]
     assert isinstance(exc, ssl.SSLError)
