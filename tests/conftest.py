@@ -19,12 +19,6 @@ import pytest
 
 import phaseloop
 
-#: Whether phaseloop.Loop has its own transports yet (issue 3). Tests that
-#: need create_server & co. skip until it does, then run on their own.
-HAS_TRANSPORTS = phaseloop.Loop.create_server is not asyncio.AbstractEventLoop.create_server
-requires_transports = pytest.mark.skipif(
-    not HAS_TRANSPORTS, reason="phaseloop has no TCP transports yet (issue 3)")
-
 LOOP_FACTORIES = {
     "phaseloop": phaseloop.new_event_loop,
     "asyncio": asyncio.new_event_loop,

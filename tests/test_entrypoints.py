@@ -217,11 +217,23 @@ def test_asyncio_run_with_loop_factory():
 # ---- importing --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", [
+NO_WARNING_PROGRAMS = [
     "import phaseloop",
+    "import phaseloop.errors, phaseloop.streams, phaseloop.middleware, phaseloop.metrics",
     "import phaseloop; phaseloop.new_event_loop().close()",
     "import asyncio, phaseloop; phaseloop.run(asyncio.sleep(0))",
-])
+    "import asyncio, phaseloop\n"
+    "with asyncio.Runner(loop_factory=phaseloop.new_event_loop) as r: r.run(asyncio.sleep(0))",
+    # A policy object works without a warning; from 3.14 asyncio itself warns
+    # in set_event_loop_policy(), the caller's use of a deprecated API.
+    "import phaseloop; p = phaseloop.Policy(); p.new_event_loop().close()",
+]
+if sys.version_info >= (3, 12):
+    NO_WARNING_PROGRAMS.append("import asyncio, phaseloop\n"
+                               "asyncio.run(asyncio.sleep(0), loop_factory=phaseloop.new_event_loop)")
+
+
+@pytest.mark.parametrize("code", NO_WARNING_PROGRAMS)
 def test_import_and_use_emit_no_warning(code):
     proc = subprocess.run([sys.executable, "-W", "error", "-X", "dev", "-c", code],
                           capture_output=True, text=True, timeout=60)

@@ -1,8 +1,10 @@
 """Exception handler API; errors in callbacks; KeyboardInterrupt and SystemExit."""
 import asyncio
+import contextvars
 import gc
 import logging
 import socket
+import sys
 
 import pytest
 
@@ -154,6 +156,70 @@ def test_exception_in_reader_goes_to_handler(loop, reported):
         loop.remove_reader(reader)
         reader.close()
         writer.close()
+
+
+# ---- the context the handler runs in -------------------------------------------
+
+# From Python 3.12 a custom handler runs in the context of what failed (the
+# task, the future, else the handle: CPython gh-96704); before, in the
+# context that was current when the loop called it.
+HANDLER_IN_FAILING_CONTEXT = sys.version_info >= (3, 12)
+request_id = contextvars.ContextVar("request_id", default="loop")
+
+
+def handler_context_seen(loop, schedule_failure):
+    seen = []
+    loop.set_exception_handler(lambda lp, context: seen.append(request_id.get()))
+
+    async def main():
+        schedule_failure()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    return seen
+
+
+def test_handler_runs_in_the_failing_callbacks_context(loop):
+    def callback():
+        request_id.set("in the callback")
+        raise Boom()
+
+    seen = handler_context_seen(loop, lambda: loop.call_soon(callback))
+    assert seen == ["in the callback" if HANDLER_IN_FAILING_CONTEXT else "loop"]
+
+
+def test_handler_runs_in_the_failing_tasks_context(loop):
+    async def task():
+        request_id.set("in the task")
+        raise Boom()
+
+    def start():
+        loop.create_task(task())
+        gc.collect()
+
+    def schedule():
+        # The unretrieved exception is reported when the task is collected.
+        loop.call_soon(start)
+
+    seen = handler_context_seen(loop, schedule)
+    gc.collect()
+    assert seen == ["in the task" if HANDLER_IN_FAILING_CONTEXT else "loop"]
+
+
+def test_handler_runs_in_the_context_of_a_reader_that_removed_itself(loop, socket_pair):
+    a, b = socket_pair
+
+    def on_readable():
+        loop.remove_reader(a)       # the handle lets go of its fields here
+        request_id.set("in the reader")
+        raise Boom()
+
+    ctx = contextvars.copy_context()
+    ctx.run(loop.add_reader, a, on_readable)
+    b.send(b"x")
+    seen = handler_context_seen(loop, lambda: None)
+    assert seen == ["in the reader" if HANDLER_IN_FAILING_CONTEXT else "loop"]
 
 
 def test_exception_in_callback_logged_by_default(loop, caplog):

@@ -1,6 +1,7 @@
 """run_forever / run_until_complete / stop / close and the state around them."""
 import asyncio
 import socket
+import sys
 
 import pytest
 
@@ -128,7 +129,16 @@ def test_run_until_complete_stopped_early(loop):
     assert loop.run_until_complete(fut) == "later"
 
 
-def test_nested_run_raises(loop):
+# CPython 3.13.0-3.13.2: a nested run_forever() that refuses to start still
+# runs its cleanup, which marks the outer loop as not running; the nested
+# run_until_complete() that follows then runs for ever in epoll_wait (a bug
+# of asyncio's own loop, gh-130145, fixed in 3.13.3).
+ASYNCIO_NESTED_RUN_HANGS = (3, 13) <= sys.version_info < (3, 13, 3)
+
+
+def test_nested_run_raises(loop, loop_name):
+    if loop_name == "asyncio" and ASYNCIO_NESTED_RUN_HANGS:
+        pytest.skip("asyncio's loop hangs here on this Python (gh-130145)")
     errors = []
 
     def nested():

@@ -16,7 +16,6 @@ import sys
 
 import pytest
 
-from conftest import requires_transports
 
 NODE_DIR = pathlib.Path(__file__).parent / "node"
 NODE = shutil.which("node")
@@ -88,10 +87,7 @@ PHASELOOP_ORDER = {
     ],
 }
 
-#: Programs whose twin needs phaseloop's own transports (issue 3).
-NEEDS_TRANSPORTS = {"close_after_immediate"}
-PROGRAMS = [pytest.param(name, marks=requires_transports) if name in NEEDS_TRANSPORTS else name
-            for name in sorted(EXPECTED)]
+PROGRAMS = sorted(EXPECTED)
 
 
 def run_program(argv):

@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from conftest import requires_transports
 
 
 def run_until_stopped(loop, guard=5.0):
@@ -410,7 +409,6 @@ def test_self_rescheduling_call_soon_does_not_trap_an_iteration(phase_loop):
     assert time.monotonic() - start < 2.5
 
 
-@requires_transports
 def test_connection_lost_runs_as_the_next_ready_callback(phase_loop):
     """close() queues connection_lost like asyncio's call_soon: before a
     call_soon made after close() and before the immediate (Node would run it

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from test_tcp import MiB, Recorder, assert_fds_steady, digest, needs, payload, run
+from test_tcp import MiB, Recorder, assert_fds_steady, digest, payload, run
 
 
 class PipeWriter(asyncio.Protocol):
@@ -67,7 +67,6 @@ async def pipe_ends(loop, pipe, reader_factory=Recorder):
 
 @pytest.mark.parametrize("size", [1, 10 * MiB, 64 * MiB], ids=["1B", "10MiB", "64MiB"])
 def test_data_through_a_pipe_with_flow_control(loop, pipe, size):
-    needs(loop, "connect_read_pipe", "connect_write_pipe")
     data = payload(size, seed=size)
 
     async def main():
@@ -93,7 +92,6 @@ def test_data_through_a_pipe_with_flow_control(loop, pipe, size):
 
 
 def test_write_flow_control_crossings(loop, pipe):
-    needs(loop, "connect_write_pipe")
     rf, wf = pipe
     os.set_blocking(rf.fileno(), False)
     chunk = 16 * 1024
@@ -135,7 +133,6 @@ def test_write_flow_control_crossings(loop, pipe):
 
 
 def test_pause_and_resume_reading(loop, pipe):
-    needs(loop, "connect_read_pipe")
     rf, wf = pipe
 
     async def main():
@@ -159,7 +156,6 @@ def test_pause_and_resume_reading(loop, pipe):
 
 
 def test_eof_when_the_writer_closes(loop, pipe):
-    needs(loop, "connect_read_pipe")
     rf, wf = pipe
 
     async def main():
@@ -175,7 +171,6 @@ def test_eof_when_the_writer_closes(loop, pipe):
 
 
 def test_close_of_the_write_pipe_flushes_first(loop, pipe):
-    needs(loop, "connect_read_pipe", "connect_write_pipe")
     data = payload(3 * MiB, seed=8)
 
     async def main():
@@ -194,7 +189,6 @@ def test_close_of_the_write_pipe_flushes_first(loop, pipe):
 
 
 def test_write_eof_closes_the_write_pipe(loop, pipe):
-    needs(loop, "connect_read_pipe", "connect_write_pipe")
 
     async def main():
         read_t, reader, write_t, writer = await pipe_ends(loop, pipe)
@@ -212,7 +206,6 @@ def test_write_eof_closes_the_write_pipe(loop, pipe):
 
 
 def test_abort_drops_what_is_buffered(loop, pipe):
-    needs(loop, "connect_read_pipe", "connect_write_pipe")
 
     async def main():
         read_t, reader, write_t, writer = await pipe_ends(loop, pipe)
@@ -233,7 +226,6 @@ def test_abort_drops_what_is_buffered(loop, pipe):
 
 
 def test_reader_gone_with_nothing_buffered(loop, pipe):
-    needs(loop, "connect_write_pipe")
     rf, wf = pipe
 
     async def main():
@@ -249,7 +241,6 @@ def test_reader_gone_with_nothing_buffered(loop, pipe):
 
 
 def test_reader_gone_with_bytes_buffered(loop, pipe):
-    needs(loop, "connect_write_pipe")
     rf, wf = pipe
 
     async def main():
@@ -267,7 +258,6 @@ def test_reader_gone_with_bytes_buffered(loop, pipe):
 
 
 def test_closing_the_read_pipe(loop, pipe):
-    needs(loop, "connect_read_pipe")
     rf, wf = pipe
 
     async def main():
@@ -285,7 +275,6 @@ def test_closing_the_read_pipe(loop, pipe):
 
 
 def test_extra_info_pipe(loop, pipe):
-    needs(loop, "connect_read_pipe", "connect_write_pipe")
     rf, wf = pipe
 
     async def main():
@@ -299,7 +288,6 @@ def test_extra_info_pipe(loop, pipe):
 
 
 def test_write_after_close_is_ignored(loop, pipe):
-    needs(loop, "connect_write_pipe")
     rf, wf = pipe
 
     async def main():
@@ -318,7 +306,6 @@ def test_write_after_close_is_ignored(loop, pipe):
 
 def test_socket_as_a_pipe(loop):
     """asyncio accepts a socket where a pipe is expected (and closes it)."""
-    needs(loop, "connect_read_pipe", "connect_write_pipe")
     a, b = socket.socketpair()
     data = payload(300000, seed=2)
 
@@ -339,7 +326,6 @@ def test_socket_as_a_pipe(loop):
 
 
 def test_regular_file_is_refused(loop, tmp_path):
-    needs(loop, "connect_read_pipe", "connect_write_pipe")
     path = tmp_path / "regular"
     path.write_bytes(b"x")
 
@@ -355,7 +341,6 @@ def test_regular_file_is_refused(loop, tmp_path):
 
 
 def test_fds_steady_after_pipes_close(loop):
-    needs(loop, "connect_read_pipe", "connect_write_pipe")
 
     def one_round():
         r, w = os.pipe()

@@ -13,7 +13,6 @@ import sys
 
 import pytest
 
-from conftest import requires_transports
 
 SAMPLES_DIR = pathlib.Path(__file__).parent / "samples"
 SAMPLES = sorted(SAMPLES_DIR.glob("*.py"))
@@ -51,13 +50,7 @@ def test_there_are_samples():
     assert len(SAMPLES) >= 8
 
 
-#: Samples that need phaseloop's own transports (issue 3).
-NEEDS_TRANSPORTS = {"echo_server"}
-
-
-@pytest.mark.parametrize("sample", [
-    pytest.param(p, marks=requires_transports) if p.stem in NEEDS_TRANSPORTS else p
-    for p in SAMPLES], ids=[p.stem for p in SAMPLES])
+@pytest.mark.parametrize("sample", SAMPLES, ids=[p.stem for p in SAMPLES])
 def test_sample_prints_the_same_on_both_loops(sample):
     plain = run_python([str(sample)])
     assert plain.returncode == 0, plain.stderr

@@ -19,7 +19,7 @@ import weakref
 
 import pytest
 
-from test_tcp import (UNREACHABLE, WAIT, assert_fds_steady, closed_port, digest, needs, payload,
+from test_tcp import (UNREACHABLE, WAIT, assert_fds_steady, closed_port, digest, payload,
                       run, set_linger_zero)
 
 
@@ -127,7 +127,6 @@ def data_file(tmp_path):
 
 @pytest.mark.parametrize("size", [1, 65536, 4 * 1024 * 1024], ids=["1B", "64KiB", "4MiB"])
 def test_sendall_then_recv_keeps_every_byte(loop, socket_pair, size):
-    needs(loop, "sock_sendall", "sock_recv")
     a, b = socket_pair
     data = payload(size)
 
@@ -141,7 +140,6 @@ def test_sendall_then_recv_keeps_every_byte(loop, socket_pair, size):
 
 
 def test_sendall_accepts_bytearray_and_memoryview(loop, socket_pair):
-    needs(loop, "sock_sendall", "sock_recv")
     a, b = socket_pair
 
     async def main():
@@ -153,7 +151,6 @@ def test_sendall_accepts_bytearray_and_memoryview(loop, socket_pair):
 
 
 def test_recv_waits_for_data(loop, socket_pair):
-    needs(loop, "sock_recv")
     a, b = socket_pair
 
     async def main():
@@ -167,7 +164,6 @@ def test_recv_waits_for_data(loop, socket_pair):
 
 
 def test_recv_returns_empty_bytes_at_eof(loop, socket_pair):
-    needs(loop, "sock_recv")
     a, b = socket_pair
 
     async def main():
@@ -182,7 +178,6 @@ def test_recv_returns_empty_bytes_at_eof(loop, socket_pair):
 
 
 def test_recv_into_fills_the_buffer(loop, socket_pair):
-    needs(loop, "sock_sendall", "sock_recv_into")
     a, b = socket_pair
     data = payload(1024 * 1024 + 3)
 
@@ -203,7 +198,6 @@ def test_recv_into_fills_the_buffer(loop, socket_pair):
 
 
 def test_recv_into_waits_for_data(loop, socket_pair):
-    needs(loop, "sock_recv_into")
     a, b = socket_pair
 
     async def main():
@@ -218,7 +212,6 @@ def test_recv_into_waits_for_data(loop, socket_pair):
 
 def test_sendall_waits_while_the_peer_is_full(loop, tcp):
     """sock_sendall must wait for the slow reader, then deliver everything."""
-    needs(loop, "sock_sendall", "sock_recv")
     client, server = tcp
     data = payload(8 * 1024 * 1024, seed=3)
 
@@ -241,7 +234,6 @@ def test_sendall_waits_while_the_peer_is_full(loop, tcp):
 
 
 def test_recv_reports_a_peer_reset(loop, tcp):
-    needs(loop, "sock_recv")
     client, server = tcp
 
     async def main():
@@ -256,7 +248,6 @@ def test_recv_reports_a_peer_reset(loop, tcp):
 
 
 def test_sendall_reports_a_peer_reset(loop, tcp):
-    needs(loop, "sock_sendall")
     client, server = tcp
 
     async def main():
@@ -275,7 +266,6 @@ def test_sendall_reports_a_peer_reset(loop, tcp):
 
 
 def test_accept_and_connect_on_tcp(loop, listener):
-    needs(loop, "sock_accept", "sock_connect", "sock_sendall", "sock_recv")
     client = socket.socket()
     client.setblocking(False)
 
@@ -299,7 +289,6 @@ def test_accept_and_connect_on_tcp(loop, listener):
 
 
 def test_accept_returns_a_waiting_connection_at_once(loop, listener):
-    needs(loop, "sock_accept")
     client = socket.create_connection(listener.getsockname())
 
     async def main():
@@ -312,7 +301,6 @@ def test_accept_returns_a_waiting_connection_at_once(loop, listener):
 
 
 def test_connect_resolves_localhost(loop, listener):
-    needs(loop, "sock_connect")
     port = listener.getsockname()[1]
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     client.setblocking(False)
@@ -323,7 +311,6 @@ def test_connect_resolves_localhost(loop, listener):
 
 
 def test_connect_on_a_unix_socket(loop, tmp_path):
-    needs(loop, "sock_connect", "sock_accept")
     path = str(tmp_path / "s")
     with socket.socket(socket.AF_UNIX) as server, socket.socket(socket.AF_UNIX) as client:
         server.bind(path)
@@ -342,7 +329,6 @@ def test_connect_on_a_unix_socket(loop, tmp_path):
 
 
 def test_connect_refused(loop):
-    needs(loop, "sock_connect")
     client = socket.socket()
     client.setblocking(False)
     with client:
@@ -352,7 +338,6 @@ def test_connect_refused(loop):
 
 
 def test_connect_to_an_unreachable_network(loop):
-    needs(loop, "sock_connect")
     client = socket.socket()
     client.setblocking(False)
     with client:
@@ -363,7 +348,6 @@ def test_connect_to_an_unreachable_network(loop):
 
 
 def test_connect_to_an_unknown_host_raises_gaierror(loop):
-    needs(loop, "sock_connect")
     client = socket.socket()
     client.setblocking(False)
     with client:
@@ -375,7 +359,6 @@ def test_connect_to_an_unknown_host_raises_gaierror(loop):
 
 
 def test_sendto_and_recvfrom(loop, udp_pair):
-    needs(loop, "sock_sendto", "sock_recvfrom")
     a, b = udp_pair
 
     async def main():
@@ -387,7 +370,6 @@ def test_sendto_and_recvfrom(loop, udp_pair):
 
 
 def test_recvfrom_waits_for_a_datagram(loop, udp_pair):
-    needs(loop, "sock_recvfrom")
     a, b = udp_pair
 
     async def main():
@@ -401,7 +383,6 @@ def test_recvfrom_waits_for_a_datagram(loop, udp_pair):
 
 
 def test_recvfrom_keeps_datagram_boundaries(loop, udp_pair):
-    needs(loop, "sock_sendto", "sock_recvfrom")
     a, b = udp_pair
     sizes = [1, 1000, 60000, 7]
 
@@ -414,7 +395,6 @@ def test_recvfrom_keeps_datagram_boundaries(loop, udp_pair):
 
 
 def test_recvfrom_into(loop, udp_pair):
-    needs(loop, "sock_recvfrom_into")
     a, b = udp_pair
 
     async def main():
@@ -429,7 +409,6 @@ def test_recvfrom_into(loop, udp_pair):
 
 
 def test_recvfrom_into_with_nbytes_truncates(loop, udp_pair):
-    needs(loop, "sock_recvfrom_into")
     a, b = udp_pair
     a.sendto(b"0123456789", b.getsockname())
     buf = bytearray(b"." * 8)
@@ -464,7 +443,6 @@ DATAGRAM_METHODS = {"sock_recvfrom", "sock_recvfrom_into", "sock_sendto"}
 @pytest.mark.parametrize("method", SOCK_METHODS)
 def test_blocking_socket_raises_value_error_in_debug_mode(loop, method, data_file):
     """asyncio checks the socket's mode in debug mode (phaseloop may always)."""
-    needs(loop, method)
     loop.set_debug(True)
     kind = socket.SOCK_DGRAM if method in DATAGRAM_METHODS else socket.SOCK_STREAM
     # A timeout makes the socket blocking for asyncio's check while bounding
@@ -481,7 +459,6 @@ STREAM_METHODS = [m for m in SOCK_METHODS if m not in DATAGRAM_METHODS]
 
 @pytest.mark.parametrize("method", STREAM_METHODS)
 def test_ssl_socket_raises_type_error(loop, method, data_file):
-    needs(loop, method)
     ctx = ssl.create_default_context()
     with socket.socket() as raw, open(data_file[0], "rb") as f:
         raw.setblocking(False)
@@ -512,7 +489,6 @@ def _pending_connect_target():
 @pytest.mark.parametrize("method", ["sock_recv", "sock_recv_into", "sock_recvfrom",
                                     "sock_recvfrom_into"])
 def test_cancelled_receive_leaves_no_reader(loop, method, socket_pair, udp_pair):
-    needs(loop, method)
     a, b = udp_pair if method in DATAGRAM_METHODS else socket_pair
 
     async def main():
@@ -534,7 +510,6 @@ def test_cancelled_receive_leaves_no_reader(loop, method, socket_pair, udp_pair)
 
 
 def test_cancelled_recv_does_not_eat_later_data(loop, socket_pair):
-    needs(loop, "sock_recv")
     a, b = socket_pair
 
     async def main():
@@ -549,7 +524,6 @@ def test_cancelled_recv_does_not_eat_later_data(loop, socket_pair):
 
 
 def test_cancelled_accept_leaves_no_reader(loop, listener):
-    needs(loop, "sock_accept")
 
     async def main():
         task = loop.create_task(loop.sock_accept(listener))
@@ -569,7 +543,6 @@ def test_cancelled_accept_leaves_no_reader(loop, listener):
 
 
 def test_cancelled_connect_leaves_no_writer(loop):
-    needs(loop, "sock_connect")
     target, fillers = _pending_connect_target()
     client = socket.socket()
     client.setblocking(False)
@@ -596,7 +569,6 @@ def test_cancelled_connect_leaves_no_writer(loop):
 
 
 def test_cancelled_sendall_leaves_no_writer(loop, tcp):
-    needs(loop, "sock_sendall")
     client, server = tcp
     fill_send_buffer(client)
 
@@ -700,7 +672,6 @@ def _sendfile(loop, tcp, file, *args, **kwargs):
 
 
 def test_sendfile_sends_a_whole_file(loop, tcp, data_file):
-    needs(loop, "sock_sendfile", "sock_recv")
     path, data = data_file
     with open(path, "rb") as f:
         sent, received = _sendfile(loop, tcp, f)
@@ -711,7 +682,6 @@ def test_sendfile_sends_a_whole_file(loop, tcp, data_file):
 
 
 def test_sendfile_with_offset_and_count(loop, tcp, data_file):
-    needs(loop, "sock_sendfile", "sock_recv")
     path, data = data_file
     with open(path, "rb") as f:
         sent, received = _sendfile(loop, tcp, f, 1000, 200000)
@@ -721,7 +691,6 @@ def test_sendfile_with_offset_and_count(loop, tcp, data_file):
 
 
 def test_sendfile_count_past_the_end_stops_at_eof(loop, tcp, data_file):
-    needs(loop, "sock_sendfile", "sock_recv")
     path, data = data_file
     with open(path, "rb") as f:
         sent, received = _sendfile(loop, tcp, f, len(data) - 10, 1000)
@@ -729,7 +698,6 @@ def test_sendfile_count_past_the_end_stops_at_eof(loop, tcp, data_file):
 
 
 def test_sendfile_of_an_empty_file(loop, tcp, tmp_path):
-    needs(loop, "sock_sendfile", "sock_recv")
     path = tmp_path / "empty"
     path.write_bytes(b"")
     with open(path, "rb") as f:
@@ -737,7 +705,6 @@ def test_sendfile_of_an_empty_file(loop, tcp, tmp_path):
 
 
 def test_sendfile_falls_back_for_a_file_without_fileno(loop, tcp):
-    needs(loop, "sock_sendfile", "sock_recv")
     data = payload(300000, seed=5)
     f = io.BytesIO(data)
     sent, received = _sendfile(loop, tcp, f, 7, 100000)
@@ -746,13 +713,11 @@ def test_sendfile_falls_back_for_a_file_without_fileno(loop, tcp):
 
 
 def test_sendfile_without_fallback_raises(loop, tcp):
-    needs(loop, "sock_sendfile")
     with pytest.raises(asyncio.SendfileNotAvailableError):
         run(loop, loop.sock_sendfile(tcp[0], io.BytesIO(b"abc"), fallback=False))
 
 
 def test_sendfile_bad_arguments(loop, tcp, data_file, tmp_path):
-    needs(loop, "sock_sendfile")
     client = tcp[0]
     path, _ = data_file
     with open(path, "rb") as f, open(path, "r") as text:
@@ -773,7 +738,6 @@ def test_sendfile_bad_arguments(loop, tcp, data_file, tmp_path):
 
 
 def test_sendfile_to_a_reset_peer_raises_connection_error(loop, tcp, tmp_path):
-    needs(loop, "sock_sendfile")
     client, server = tcp
     path = tmp_path / "big"
     path.write_bytes(b"z" * (16 * 1024 * 1024))
@@ -790,7 +754,6 @@ def test_sendfile_to_a_reset_peer_raises_connection_error(loop, tcp, tmp_path):
 
 
 def test_fd_count_is_unchanged_after_sock_errors(loop):
-    needs(loop, "sock_connect", "sock_recv")
 
     async def refused_and_reset():
         for _ in range(10):

@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from test_tcp import HOST, MiB, close_server, digest, needs, payload, port_of, run
+from test_tcp import HOST, MiB, close_server, digest, payload, port_of, run
 
 
 async def serve(handler, **kwargs):
@@ -27,7 +27,6 @@ async def upper_lines(reader, writer):
 
 
 def test_readline_readexactly_readuntil(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def handler(reader, writer):
         writer.write(b"first line\nEXACT12345header: a\r\n\r\nbody")
@@ -55,7 +54,6 @@ def test_readline_readexactly_readuntil(loop):
 
 
 def test_line_iteration_and_echo(loop):
-    needs(loop, "create_server", "create_connection")
     lines = [b"line %d\n" % i for i in range(100)]
 
     async def main():
@@ -75,7 +73,6 @@ def test_line_iteration_and_echo(loop):
 
 
 def test_incomplete_read(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def handler(reader, writer):
         writer.write(b"short")
@@ -96,7 +93,6 @@ def test_incomplete_read(loop):
 
 
 def test_limit_overrun(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def handler(reader, writer):
         writer.write(b"x" * 40 + b"\n")
@@ -119,7 +115,6 @@ def test_limit_overrun(loop):
 
 
 def test_drain_waits_for_a_peer_that_does_not_read(loop):
-    needs(loop, "create_server", "create_connection")
     data = payload(16 * MiB, seed=13)
     chunk = 64 * 1024
 
@@ -161,7 +156,6 @@ def test_drain_waits_for_a_peer_that_does_not_read(loop):
 
 
 def test_many_clients(loop):
-    needs(loop, "create_server", "create_connection")
     count = 200
 
     async def client(port, i):
@@ -186,7 +180,6 @@ def test_many_clients(loop):
 
 
 def test_writer_extra_info_and_close(loop):
-    needs(loop, "create_server", "create_connection")
     peers = []
 
     async def handler(reader, writer):
@@ -211,7 +204,6 @@ def test_writer_extra_info_and_close(loop):
 
 
 def test_handler_exception_goes_to_the_exception_handler(loop):
-    needs(loop, "create_server", "create_connection")
     contexts = []
     loop.set_exception_handler(lambda lp, context: contexts.append(context))
 
@@ -231,7 +223,6 @@ def test_handler_exception_goes_to_the_exception_handler(loop):
 
 
 def test_server_serve_forever_and_async_with(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await asyncio.start_server(upper_lines, HOST, 0, start_serving=False)

@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from test_tcp import MiB, assert_fds_steady, digest, needs, payload, run
+from test_tcp import MiB, assert_fds_steady, digest, payload, run
 
 PIPE = asyncio.subprocess.PIPE
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -22,7 +22,6 @@ pytestmark = pytest.mark.skipif(not all(shutil.which(p) for p in ("cat", "sh", "
 
 
 def test_cat_round_trips_10_mib(loop):
-    needs(loop, "subprocess_exec")
     data = payload(10 * MiB, seed=10)
 
     async def main():
@@ -36,7 +35,6 @@ def test_cat_round_trips_10_mib(loop):
 
 
 def test_streaming_through_cat_with_drain(loop):
-    needs(loop, "subprocess_exec")
     data = payload(4 * MiB, seed=4)
 
     async def main():
@@ -65,7 +63,6 @@ def test_streaming_through_cat_with_drain(loop):
 
 @pytest.mark.parametrize("code", [0, 1, 7, 255])
 def test_exit_codes(loop, code):
-    needs(loop, "subprocess_exec")
 
     async def main():
         proc = await asyncio.create_subprocess_exec("sh", "-c", f"exit {code}")
@@ -75,7 +72,6 @@ def test_exit_codes(loop, code):
 
 
 def test_shell_output_and_exit_code(loop):
-    needs(loop, "subprocess_shell")
 
     async def main():
         proc = await asyncio.create_subprocess_shell(
@@ -92,7 +88,6 @@ def test_shell_output_and_exit_code(loop):
     ("kill", signal.SIGKILL),
 ], ids=["send_signal", "terminate", "kill"])
 def test_signals(loop, method, signum):
-    needs(loop, "subprocess_exec")
 
     async def main():
         proc = await asyncio.create_subprocess_exec(SLEEP, "30")
@@ -106,7 +101,6 @@ def test_signals(loop, method, signum):
 
 
 def test_child_that_never_reads_is_killed_without_hanging(loop):
-    needs(loop, "subprocess_exec")
 
     async def main():
         proc = await asyncio.create_subprocess_exec(SLEEP, "30", stdin=PIPE)
@@ -125,7 +119,6 @@ def test_child_that_never_reads_is_killed_without_hanging(loop):
 
 
 def test_communicate_with_a_child_that_exits_without_reading(loop):
-    needs(loop, "subprocess_exec")
 
     async def main():
         proc = await asyncio.create_subprocess_exec("sh", "-c", "exit 5", stdin=PIPE, stdout=PIPE)
@@ -136,7 +129,6 @@ def test_communicate_with_a_child_that_exits_without_reading(loop):
 
 
 def test_kill_child_blocked_on_io(loop):
-    needs(loop, "subprocess_exec")
 
     async def main():
         proc = await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE)
@@ -153,7 +145,6 @@ def test_kill_child_blocked_on_io(loop):
 
 
 def test_hundred_short_children_in_parallel(loop):
-    needs(loop, "subprocess_exec")
 
     async def child(i):
         proc = await asyncio.create_subprocess_exec(
@@ -171,7 +162,6 @@ def test_hundred_short_children_in_parallel(loop):
 
 
 def test_cwd_env_and_redirections(loop, tmp_path):
-    needs(loop, "subprocess_exec")
 
     async def main():
         proc = await asyncio.create_subprocess_exec(
@@ -220,7 +210,6 @@ class ChildRecorder(asyncio.SubprocessProtocol):
 
 
 def test_subprocess_exec_with_a_protocol(loop):
-    needs(loop, "subprocess_exec")
     data = payload(MiB, seed=6)
 
     async def main():
@@ -255,7 +244,6 @@ def test_subprocess_exec_with_a_protocol(loop):
 
 
 def test_subprocess_shell_with_a_protocol(loop):
-    needs(loop, "subprocess_shell")
 
     async def main():
         transport, proto = await loop.subprocess_shell(
@@ -272,7 +260,6 @@ def test_subprocess_shell_with_a_protocol(loop):
 
 
 def test_transport_signals_and_close(loop):
-    needs(loop, "subprocess_exec")
 
     async def main():
         transport, proto = await loop.subprocess_exec(
@@ -287,7 +274,6 @@ def test_transport_signals_and_close(loop):
 
 
 def test_closing_the_transport_kills_a_running_child(loop):
-    needs(loop, "subprocess_exec")
 
     async def main():
         transport, proto = await loop.subprocess_exec(
@@ -305,7 +291,6 @@ def test_closing_the_transport_kills_a_running_child(loop):
 
 
 def test_missing_program_raises_file_not_found(loop):
-    needs(loop, "subprocess_exec")
 
     def missing():
         with pytest.raises(FileNotFoundError):
@@ -316,7 +301,6 @@ def test_missing_program_raises_file_not_found(loop):
 
 
 def test_bad_arguments_raise_like_asyncio(loop):
-    needs(loop, "subprocess_exec", "subprocess_shell")
     cases = [
         lambda: loop.subprocess_exec(ChildRecorder, "true", universal_newlines=True),
         lambda: loop.subprocess_exec(ChildRecorder, "true", shell=True),
@@ -337,7 +321,6 @@ def test_bad_arguments_raise_like_asyncio(loop):
 
 
 def test_fds_steady_after_children_exit(loop):
-    needs(loop, "subprocess_exec")
 
     async def some_children():
         for _ in range(5):

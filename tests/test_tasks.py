@@ -126,6 +126,56 @@ def test_task_factory_with_context(loop):
     assert seen[0] is ctx
 
 
+def test_task_factory_gets_every_keyword(phase_loop):
+    # phaseloop hands the factory every keyword on every Python, as CPython
+    # 3.14 does (gh-128306); asyncio before 3.14 refuses keywords other than
+    # name and context, so this is phaseloop-only there.
+    loop = phase_loop
+    seen = []
+
+    def factory(lp, coro, **kwargs):
+        seen.append(sorted(kwargs))
+        kwargs.pop("priority")
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    loop.set_task_factory(factory)
+    task = loop.create_task(echo(1), name="named", priority=5)
+    assert loop.run_until_complete(task) == 1
+    assert task.get_name() == "named"
+    expected = ["name", "priority"] if sys.version_info >= (3, 14) else ["priority"]
+    assert seen == [expected]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in Python 3.12")
+def test_task_factory_gets_eager_start(phase_loop):
+    loop = phase_loop
+    seen = []
+
+    def factory(lp, coro, **kwargs):
+        seen.append(kwargs.get("eager_start"))
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    async def main():
+        order = []
+
+        async def job():
+            order.append("ran")
+
+        task = loop.create_task(job(), eager_start=True)
+        assert order == ["ran"] and task.done()
+
+    loop.set_task_factory(factory)
+    loop.run_until_complete(main())
+    assert True in seen
+
+
+def test_unknown_create_task_keyword_raises_type_error(loop):
+    coro = echo(1)
+    with pytest.raises(TypeError):
+        loop.create_task(coro, no_such_keyword=1)
+    coro.close()
+
+
 def test_set_task_factory_rejects_non_callable(loop):
     with pytest.raises(TypeError):
         loop.set_task_factory(42)
@@ -141,12 +191,16 @@ def test_eager_task_factory(loop):
         order.append("resumed")
         return "eager"
 
+    async def main():
+        task = loop.create_task(eager())
+        # On a running loop the coroutine ran up to its first suspension
+        # inside create_task.
+        assert order == ["started"]
+        assert await task == "eager"
+        assert order == ["started", "resumed"]
+
     loop.set_task_factory(asyncio.eager_task_factory)
-    task = loop.create_task(eager())
-    # The coroutine ran up to its first suspension inside create_task.
-    assert order == ["started"]
-    assert loop.run_until_complete(task) == "eager"
-    assert order == ["started", "resumed"]
+    loop.run_until_complete(main())
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in Python 3.12")
@@ -154,10 +208,29 @@ def test_eager_task_that_finishes_synchronously(loop):
     async def immediate():
         return "done at once"
 
+    async def main():
+        task = loop.create_task(immediate())
+        assert task.done()
+        assert task.result() == "done at once"
+
     loop.set_task_factory(asyncio.eager_task_factory)
-    task = loop.create_task(immediate())
-    assert task.done()
-    assert task.result() == "done at once"
+    loop.run_until_complete(main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in Python 3.12")
+def test_eager_task_on_a_loop_not_running_starts_later(loop):
+    # CPython starts a task eagerly only while its loop runs.
+    order = []
+
+    async def eager():
+        order.append("started")
+        return "later"
+
+    loop.set_task_factory(asyncio.eager_task_factory)
+    task = loop.create_task(eager())
+    assert order == [] and not task.done()
+    assert loop.run_until_complete(task) == "later"
+    assert order == ["started"]
 
 
 # ---- cancellation --------------------------------------------------------------
@@ -380,3 +453,56 @@ def test_each_task_keeps_its_own_context(loop):
         return await asyncio.gather(*(worker(f"user-{i}") for i in range(50)))
 
     assert loop.run_until_complete(main()) == [f"user-{i}" for i in range(50)]
+
+
+# ---- tasks as asyncio's own introspection sees them ------------------------------
+
+# Tasks are asyncio's own (C) Task, entered and left through asyncio's C
+# helpers, and the running loop is set with asyncio._set_running_loop:
+# current_task(), all_tasks() and, from 3.14, `python -m asyncio ps` see
+# them as they see tasks on asyncio's loop.
+
+
+def test_tasks_are_asyncios_own(loop):
+    async def main():
+        task = asyncio.current_task()
+        assert type(task) is asyncio.Task
+        assert asyncio.current_task(loop) is task
+        assert task in asyncio.all_tasks(loop)
+        assert asyncio.get_running_loop() is loop and asyncio._get_running_loop() is loop
+        return task
+
+    task = loop.create_task(main())
+    assert loop.run_until_complete(task) is task
+    assert asyncio._get_running_loop() is None
+    assert asyncio.current_task(loop) is None
+
+
+def test_a_task_is_entered_while_it_runs(loop):
+    # asyncio's _enter_task refuses a second task while one is entered: the
+    # running task was entered through the same helper.
+    async def other():
+        pass
+
+    async def main():
+        coro = other()
+        intruder = loop.create_task(coro)
+        with pytest.raises(RuntimeError, match="while another task"):
+            asyncio.tasks._enter_task(loop, intruder)
+        await intruder
+
+    loop.run_until_complete(main())
+
+
+def test_no_task_is_current_in_a_plain_callback(loop):
+    seen = []
+
+    def callback():
+        seen.append(asyncio.current_task(loop))
+
+    async def main():
+        loop.call_soon(callback)
+        await asyncio.sleep(0.01)
+
+    loop.run_until_complete(main())
+    assert seen == [None]

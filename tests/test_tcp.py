@@ -7,10 +7,7 @@ control, close/abort/reset semantics, half-close, reading pauses, extra
 info, the Server API, and the errors asyncio raises (with the process's fd
 count back where it started after each error path).
 
-A test skips on a loop that still inherits the method it needs from
-asyncio.AbstractEventLoop (it would raise NotImplementedError).
-
-The helpers and protocols defined here (needs, run, payload, digest,
+The helpers and protocols defined here (run, payload, digest,
 assert_fds_steady, Recorder, Echo, ServerSide...) are shared by the other
 transport tests: test_sock, test_unix, test_udp, test_pipes, test_subprocess,
 test_tls and test_streams import them from this module.
@@ -23,6 +20,7 @@ import io
 import logging
 import random
 import socket
+import sys
 import struct
 
 import pytest
@@ -32,15 +30,6 @@ from conftest import open_fd_count
 WAIT = 5.0  # upper bound for anything a test waits on
 HOST = "127.0.0.1"
 MiB = 1024 * 1024
-
-
-def needs(loop, *methods):
-    """Skip on a loop that does not implement one of these methods yet."""
-    base = asyncio.AbstractEventLoop
-    missing = [m for m in methods if getattr(type(loop), m) is getattr(base, m)]
-    if missing:
-        kind = f"{type(loop).__module__}.{type(loop).__qualname__}"
-        pytest.skip(f"{kind} has no {', '.join(missing)} yet")
 
 
 def run(loop, coro, timeout=WAIT):
@@ -204,7 +193,6 @@ SIZE_IDS = ["1B", "1000B", "64KiB+1", "1MiB", "64MiB"]
 
 @pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
 def test_protocol_echo_keeps_every_byte(loop, size):
-    needs(loop, "create_server", "create_connection")
     data = payload(size)
 
     async def main():
@@ -224,7 +212,6 @@ def test_protocol_echo_keeps_every_byte(loop, size):
 
 @pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
 def test_streams_echo_keeps_every_byte(loop, size):
-    needs(loop, "create_server", "create_connection")
     data = payload(size, seed=1)
 
     async def handle(reader, writer):
@@ -261,7 +248,6 @@ def test_streams_echo_keeps_every_byte(loop, size):
 
 
 def test_buffered_protocol_receives_every_byte(loop):
-    needs(loop, "create_server", "create_connection")
     data = payload(2 * MiB, seed=2)
 
     class Buffered(asyncio.BufferedProtocol):
@@ -303,7 +289,6 @@ def test_buffered_protocol_receives_every_byte(loop):
 
 
 def test_buffered_protocol_as_server(loop):
-    needs(loop, "create_server", "create_connection")
 
     class BufferedEcho(asyncio.BufferedProtocol):
         def connection_made(self, transport):
@@ -330,7 +315,6 @@ def test_buffered_protocol_as_server(loop):
 
 
 def test_empty_buffer_from_get_buffer_is_a_fatal_error(loop):
-    needs(loop, "create_server", "create_connection")
     errors = []
     loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
 
@@ -364,7 +348,6 @@ def test_empty_buffer_from_get_buffer_is_a_fatal_error(loop):
 
 
 def test_thousand_concurrent_connections(loop, many_fds):
-    needs(loop, "create_server", "create_connection")
     count = 1000
 
     class Counted(Echo):
@@ -480,7 +463,6 @@ class BlockWriter:
 
 
 def test_flow_control_pauses_once_per_crossing(loop):
-    needs(loop, "create_server", "create_connection")
     high, low, chunk = 64 * 1024, 16 * 1024, 16 * 1024
     sides = ServerSide(keep=False)
 
@@ -517,7 +499,6 @@ def test_flow_control_pauses_once_per_crossing(loop):
 
 
 def test_write_buffer_limits(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server, transport, _ = await connected(loop)
@@ -549,7 +530,6 @@ def test_write_buffer_limits(loop):
 
 
 def test_bytes_written_before_close_are_delivered(loop):
-    needs(loop, "create_server", "create_connection")
     data = payload(8 * MiB, seed=9)
     sides = ServerSide(keep=False)
 
@@ -587,7 +567,6 @@ async def _fill_until_buffered(transport, limit=64 * MiB):
 
 
 def test_abort_drops_buffered_bytes(loop):
-    needs(loop, "create_server", "create_connection")
     sides = ServerSide(keep=False)
 
     async def main():
@@ -614,7 +593,6 @@ def test_abort_drops_buffered_bytes(loop):
 
 
 def test_connection_lost_once_with_error_when_peer_resets(loop):
-    needs(loop, "create_server")
     sides = ServerSide()
 
     async def main():
@@ -635,7 +613,6 @@ def test_connection_lost_once_with_error_when_peer_resets(loop):
 
 
 def test_client_sees_reset_from_server(loop):
-    needs(loop, "create_server", "create_connection")
 
     class ResetAtOnce(asyncio.Protocol):
         def connection_made(self, transport):
@@ -655,7 +632,6 @@ def test_client_sees_reset_from_server(loop):
 
 
 def test_peer_reset_mid_write(loop):
-    needs(loop, "create_server", "create_connection")
     sides = ServerSide(keep=False)
 
     async def main():
@@ -679,7 +655,6 @@ def test_peer_reset_mid_write(loop):
 
 
 def test_write_after_close_is_ignored_with_a_warning(loop, caplog):
-    needs(loop, "create_server", "create_connection")
     sides = ServerSide()
 
     async def main():
@@ -704,7 +679,6 @@ def test_write_after_close_is_ignored_with_a_warning(loop, caplog):
 
 
 def test_write_misuse_raises(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server, transport, _ = await connected(loop)
@@ -729,7 +703,6 @@ def test_write_misuse_raises(loop):
 
 
 def test_write_eof_half_closes(loop):
-    needs(loop, "create_server", "create_connection")
 
     class Replier(Recorder):
         """Answers after the client's EOF, on the still-open write side."""
@@ -761,7 +734,6 @@ def test_write_eof_half_closes(loop):
 
 
 def test_eof_received_returning_true_keeps_writing_open(loop):
-    needs(loop, "create_server", "create_connection")
 
     class SaysByeFirst(Recorder):
         def connection_made(self, transport):
@@ -794,7 +766,6 @@ def test_eof_received_returning_true_keeps_writing_open(loop):
 
 
 def test_pause_and_resume_reading(loop):
-    needs(loop, "create_server", "create_connection")
     sides = ServerSide()
 
     async def main():
@@ -823,7 +794,6 @@ def test_pause_and_resume_reading(loop):
 
 
 def test_eof_is_not_delivered_while_paused(loop):
-    needs(loop, "create_server", "create_connection")
     sides = ServerSide()
 
     async def main():
@@ -851,7 +821,6 @@ def test_eof_is_not_delivered_while_paused(loop):
 
 
 def test_get_extra_info(loop):
-    needs(loop, "create_server", "create_connection")
     sides = ServerSide()
 
     async def main():
@@ -883,7 +852,6 @@ def test_get_extra_info(loop):
 
 
 def test_transport_protocol_accessors(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server, transport, proto = await connected(loop)
@@ -906,7 +874,6 @@ def test_transport_protocol_accessors(loop):
 
 
 def test_connect_with_local_addr(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0)
@@ -923,7 +890,6 @@ def test_connect_with_local_addr(loop):
 
 
 def test_connect_with_sock(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0)
@@ -943,7 +909,6 @@ def test_connect_with_sock(loop):
 
 
 def test_connect_to_localhost_with_happy_eyeballs(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0)
@@ -958,7 +923,6 @@ def test_connect_to_localhost_with_happy_eyeballs(loop):
 
 
 def test_connection_refused(loop):
-    needs(loop, "create_connection")
 
     def refused():
         with pytest.raises(ConnectionRefusedError):
@@ -973,7 +937,6 @@ UNREACHABLE = ("224.0.0.1", 80)
 
 
 def test_network_unreachable(loop):
-    needs(loop, "create_connection")
 
     def unreachable():
         with pytest.raises(OSError) as info:
@@ -984,7 +947,6 @@ def test_network_unreachable(loop):
 
 
 def test_dns_failure_raises_gaierror(loop):
-    needs(loop, "create_connection", "create_server")
 
     def unknown_host():
         with pytest.raises(socket.gaierror):
@@ -996,7 +958,6 @@ def test_dns_failure_raises_gaierror(loop):
 
 
 def test_create_server_on_a_port_in_use(loop):
-    needs(loop, "create_server")
     with socket.socket() as taken:
         taken.bind((HOST, 0))
         taken.listen(1)
@@ -1010,7 +971,6 @@ def test_create_server_on_a_port_in_use(loop):
 
 
 def test_local_addr_in_use(loop):
-    needs(loop, "create_server", "create_connection")
     server = run(loop, loop.create_server(Echo, HOST, 0))
     port = port_of(server)
 
@@ -1026,7 +986,6 @@ def test_local_addr_in_use(loop):
 
 
 def test_bad_arguments_raise_like_asyncio(loop):
-    needs(loop, "create_connection", "create_server", "connect_accepted_socket")
     with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         bad = [
             lambda: loop.create_connection(Recorder, HOST, 80, sock=tcp),
@@ -1051,7 +1010,6 @@ def test_bad_arguments_raise_like_asyncio(loop):
 
 
 def test_fd_count_after_many_failed_connects(loop):
-    needs(loop, "create_connection")
 
     async def fifty_refused():
         port = closed_port()
@@ -1064,7 +1022,6 @@ def test_fd_count_after_many_failed_connects(loop):
 
 
 def test_fd_count_after_connections_close(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def served_and_closed():
         server = await loop.create_server(Echo, HOST, 0)
@@ -1104,7 +1061,6 @@ def _has_ipv6_loopback():
 
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_server_on_several_hosts(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await loop.create_server(Echo, [HOST, "::1"], 0)
@@ -1122,7 +1078,6 @@ def test_server_on_several_hosts(loop):
 
 
 def test_reuse_port_lets_two_servers_share_a_port(loop):
-    needs(loop, "create_server", "create_connection")
     if not hasattr(socket, "SO_REUSEPORT"):
         pytest.skip("no SO_REUSEPORT")
 
@@ -1145,7 +1100,6 @@ def test_reuse_port_lets_two_servers_share_a_port(loop):
 
 
 def test_server_from_a_listening_sock(loop):
-    needs(loop, "create_server", "create_connection")
     sock = socket.socket()
     sock.bind((HOST, 0))
     port = sock.getsockname()[1]
@@ -1163,7 +1117,6 @@ def test_server_from_a_listening_sock(loop):
 
 
 def test_start_serving_false_then_start_serving(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0, start_serving=False)
@@ -1182,7 +1135,6 @@ def test_start_serving_false_then_start_serving(loop):
 
 
 def test_serve_forever_cancelled_closes_the_server(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0, start_serving=False)
@@ -1206,7 +1158,6 @@ def test_serve_forever_cancelled_closes_the_server(loop):
 
 
 def test_server_api(loop):
-    needs(loop, "create_server")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0)
@@ -1226,7 +1177,6 @@ def test_server_api(loop):
 
 
 def test_server_async_with(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0)
@@ -1239,7 +1189,6 @@ def test_server_async_with(loop):
 
 
 def test_closing_the_server_keeps_open_connections(loop):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0)
@@ -1256,15 +1205,13 @@ def test_closing_the_server_keeps_open_connections(loop):
 
 
 @pytest.mark.parametrize("method", ["close_clients", "abort_clients"])
-def test_server_close_or_abort_clients(loop, method):
-    needs(loop, "create_server", "create_connection")
+def test_server_close_or_abort_clients(loop, loop_name, method):
+    if loop_name == "asyncio" and sys.version_info < (3, 13):
+        pytest.skip(f"asyncio's Server.{method} is new in Python 3.13")
     sides = ServerSide()
 
     async def main():
         server = await loop.create_server(sides, HOST, 0)
-        if not hasattr(server, method):  # asyncio before 3.13
-            await close_server(server)
-            return None
         transport, proto = await loop.create_connection(Recorder, HOST, port_of(server))
         peer = await sides.first_protocol()
         await peer.made
@@ -1276,13 +1223,10 @@ def test_server_close_or_abort_clients(loop, method):
         return peer
 
     peer = run(loop, main())
-    if peer is None:
-        pytest.skip(f"Server.{method} needs Python 3.13+")
     assert len(peer.lost_calls) == 1
 
 
 def test_connect_accepted_socket(loop):
-    needs(loop, "connect_accepted_socket")
     with socket.socket() as listener:
         listener.bind((HOST, 0))
         listener.listen(1)
@@ -1308,7 +1252,6 @@ def test_connect_accepted_socket(loop):
 
 
 def test_loop_sendfile_over_tcp(loop, tmp_path):
-    needs(loop, "create_server", "create_connection", "sendfile")
     data = payload(2 * MiB + 5, seed=11)
     path = tmp_path / "file.bin"
     path.write_bytes(data)

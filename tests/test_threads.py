@@ -4,6 +4,7 @@ import concurrent.futures
 import contextvars
 import logging
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -429,3 +430,45 @@ def test_slow_callback_without_debug_does_not_log(loop, caplog):
         loop.call_soon(loop.stop)
         loop.run_forever()
     assert _executing_messages(caplog) == []
+
+
+# ---- call_soon_threadsafe racing close() ---------------------------------------
+
+# Another thread calls call_soon_threadsafe while the loop's thread closes the
+# loop (anyio's worker threads report results this way at a test's end).  In
+# debug mode making the handle runs Python code (the stack capture), so the
+# GIL can pass to the closing thread between the closed check and the push:
+# phaseloop pushed onto a freed core and crashed.  Now: RuntimeError, as on
+# asyncio.  In a child process, so that a crash fails this test alone.
+RACE_PROGRAM = """
+import asyncio, sys, threading
+import phaseloop
+sys.setswitchinterval(1e-6)
+factory = {"phaseloop": phaseloop.new_event_loop, "asyncio": asyncio.new_event_loop}[sys.argv[1]]
+closed_errors = 0
+for _ in range(150):
+    loop = factory()
+    loop.set_debug(True)
+    def spin():
+        global closed_errors
+        while True:
+            try:
+                loop.call_soon_threadsafe(int)
+            except RuntimeError as exc:
+                assert "closed" in str(exc), exc
+                closed_errors += 1
+                return
+    thread = threading.Thread(target=spin)
+    thread.start()
+    loop.run_until_complete(asyncio.sleep(0.001))
+    loop.close()
+    thread.join()
+print(closed_errors)
+"""
+
+
+def test_call_soon_threadsafe_racing_close_raises(loop_name):
+    proc = subprocess.run([sys.executable, "-c", RACE_PROGRAM, loop_name],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "150"

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from test_tcp import (HOST, MiB, Echo, Recorder, ServerSide, WAIT, assert_fds_steady,
-                      close_server, digest, needs, payload, port_of, run)
+                      close_server, digest, payload, port_of, run)
 
 
 async def tls_pair(loop, server_ctx, client_ctx, server_factory=Echo,
@@ -49,7 +49,6 @@ async def tls_round_trip(loop, port, client_ctx, i, factory=Recorder):
 
 @pytest.mark.parametrize("size", [1, 64 * 1024 + 1, 64 * MiB], ids=["1B", "64KiB+1", "64MiB"])
 def test_tls_echo_keeps_every_byte(loop, server_ctx, client_ctx, size):
-    needs(loop, "create_server", "create_connection")
     data = payload(size, seed=size)
 
     class EchoUntilEof(Echo):
@@ -79,7 +78,6 @@ def test_tls_echo_keeps_every_byte(loop, server_ctx, client_ctx, size):
 
 
 def test_tls_extra_info(loop, server_ctx, client_ctx):
-    needs(loop, "create_server", "create_connection")
     sides = ServerSide()
 
     async def main():
@@ -113,7 +111,6 @@ def test_tls_extra_info(loop, server_ctx, client_ctx):
 
 
 def test_start_tls_upgrades_a_plain_connection(loop, server_ctx, client_ctx):
-    needs(loop, "create_server", "create_connection", "start_tls")
 
     async def handle(reader, writer):
         assert await reader.readline() == b"STARTTLS\n"
@@ -158,7 +155,6 @@ def test_start_tls_upgrades_a_plain_connection(loop, server_ctx, client_ctx):
 
 
 def test_handshake_timeout_when_the_server_never_answers(loop, client_ctx):
-    needs(loop, "create_connection")
     with socket.socket() as silent:
         silent.bind((HOST, 0))
         silent.listen(8)  # the kernel completes TCP handshakes; nobody speaks TLS
@@ -175,7 +171,6 @@ def test_handshake_timeout_when_the_server_never_answers(loop, client_ctx):
 
 
 def test_server_handshake_timeout_drops_a_silent_client(loop, server_ctx):
-    needs(loop, "create_server")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0, ssl=server_ctx,
@@ -200,7 +195,6 @@ def test_server_handshake_timeout_drops_a_silent_client(loop, server_ctx):
 @pytest.mark.parametrize("hostname, use_ca", [("localhost", False), ("wrong.example", True)],
                          ids=["unknown-ca", "wrong-hostname"])
 def test_verification_failure(loop, server_ctx, certificate, hostname, use_ca):
-    needs(loop, "create_server", "create_connection")
     ctx = ssl.create_default_context(cafile=certificate[0] if use_ca else None)
     server = run(loop, loop.create_server(Echo, HOST, 0, ssl=server_ctx))
     loop.set_exception_handler(lambda lp, context: None)  # the server's side of the failure
@@ -217,7 +211,6 @@ def test_verification_failure(loop, server_ctx, certificate, hostname, use_ca):
 
 
 def test_closing_client_does_not_wait_for_the_shutdown_timeout(loop, server_ctx, client_ctx):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server, transport, proto = await tls_pair(
@@ -237,7 +230,6 @@ def test_closing_client_does_not_wait_for_the_shutdown_timeout(loop, server_ctx,
 
 
 def test_server_closing_first_ends_the_client(loop, server_ctx, client_ctx):
-    needs(loop, "create_server", "create_connection")
 
     class CloseOnData(Echo):
         def data_received(self, data):
@@ -291,7 +283,6 @@ class ThreadPeer:
 
 
 def test_shutdown_timeout_ends_a_close_the_peer_never_answers(loop, server_ctx, client_ctx):
-    needs(loop, "create_connection")
     peer = ThreadPeer(server_ctx, "silent")
 
     async def main():
@@ -312,7 +303,6 @@ def test_shutdown_timeout_ends_a_close_the_peer_never_answers(loop, server_ctx, 
 
 
 def test_peer_ending_tcp_without_close_notify(loop, server_ctx, client_ctx):
-    needs(loop, "create_connection")
     peer = ThreadPeer(server_ctx, "abrupt-close")
 
     async def main():
@@ -330,7 +320,6 @@ def test_peer_ending_tcp_without_close_notify(loop, server_ctx, client_ctx):
 
 
 def test_streams_with_ssl(loop, server_ctx, client_ctx):
-    needs(loop, "create_server", "create_connection")
 
     async def handle(reader, writer):
         while line := await reader.readline():
@@ -355,7 +344,6 @@ def test_streams_with_ssl(loop, server_ctx, client_ctx):
 
 
 def test_many_tls_clients(loop, server_ctx, client_ctx):
-    needs(loop, "create_server", "create_connection")
 
     async def main():
         server = await loop.create_server(Echo, HOST, 0, ssl=server_ctx)
@@ -368,7 +356,6 @@ def test_many_tls_clients(loop, server_ctx, client_ctx):
 
 
 def test_tls_over_unix_sockets(loop, server_ctx, client_ctx, tmp_path):
-    needs(loop, "create_unix_server", "create_unix_connection")
     path = str(tmp_path / "tls.sock")
     data = payload(MiB, seed=12)
 
@@ -387,7 +374,6 @@ def test_tls_over_unix_sockets(loop, server_ctx, client_ctx, tmp_path):
 
 
 def test_connect_accepted_socket_with_ssl(loop, server_ctx, client_ctx):
-    needs(loop, "connect_accepted_socket", "create_connection")
     listener = socket.create_server((HOST, 0))
 
     async def main():
@@ -409,7 +395,6 @@ def test_connect_accepted_socket_with_ssl(loop, server_ctx, client_ctx):
 
 
 def test_bad_tls_arguments_raise_like_asyncio(loop, server_ctx, client_ctx):
-    needs(loop, "create_connection", "create_server", "start_tls")
 
     async def main():
         with socket.socket() as sock:

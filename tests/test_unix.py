@@ -17,7 +17,7 @@ import pytest
 import phaseloop
 
 from test_tcp import (MiB, Echo, Recorder, ServerSide, assert_fds_steady, close_server,
-                      digest, needs, payload, run)
+                      digest, payload, run)
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="abstract socket names are Linux-only")
@@ -54,7 +54,6 @@ def _echo(loop, address, data):
 
 @pytest.mark.parametrize("size", [1, 64 * 1024 + 1, 64 * MiB], ids=["1B", "64KiB+1", "64MiB"])
 def test_echo_over_a_path(loop, path, size):
-    needs(loop, "create_unix_server", "create_unix_connection")
     data = payload(size, seed=size)
     proto = _echo(loop, path, data)
     assert proto.digest() == digest(data)
@@ -65,14 +64,12 @@ def test_echo_over_a_path(loop, path, size):
 @linux_only
 @pytest.mark.parametrize("size", [1, MiB], ids=["1B", "1MiB"])
 def test_echo_over_an_abstract_name(loop, abstract_name, size):
-    needs(loop, "create_unix_server", "create_unix_connection")
     data = payload(size, seed=3)
     assert _echo(loop, abstract_name, data).digest() == digest(data)
 
 
 @linux_only
 def test_abstract_name_leaves_no_file(loop, abstract_name, tmp_path):
-    needs(loop, "create_unix_server")
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -90,12 +87,10 @@ def test_abstract_name_leaves_no_file(loop, abstract_name, tmp_path):
 
 
 def test_path_like_address(loop, tmp_path):
-    needs(loop, "create_unix_server", "create_unix_connection")
     assert _echo(loop, tmp_path / "pathlib-sock", b"path-like").digest() == digest(b"path-like")
 
 
 def test_extra_info(loop, path):
-    needs(loop, "create_unix_server", "create_unix_connection")
     sides = ServerSide()
 
     async def main():
@@ -119,7 +114,6 @@ def test_extra_info(loop, path):
 
 
 def test_half_close(loop, path):
-    needs(loop, "create_unix_server", "create_unix_connection")
 
     class Replier(Recorder):
         def eof_received(self):
@@ -145,7 +139,6 @@ def test_half_close(loop, path):
 
 
 def test_stale_socket_file_is_replaced(loop, path):
-    needs(loop, "create_unix_server", "create_unix_connection")
     with socket.socket(socket.AF_UNIX) as stale:
         stale.bind(path)  # left behind, nobody listening
     assert os.path.exists(path)
@@ -153,7 +146,6 @@ def test_stale_socket_file_is_replaced(loop, path):
 
 
 def test_regular_file_at_the_path_is_address_in_use(loop, path):
-    needs(loop, "create_unix_server")
     with open(path, "w") as f:
         f.write("not a socket")
 
@@ -169,7 +161,6 @@ def test_regular_file_at_the_path_is_address_in_use(loop, path):
 
 @linux_only
 def test_abstract_name_in_use(loop, abstract_name):
-    needs(loop, "create_unix_server")
     with socket.socket(socket.AF_UNIX) as taken:
         taken.bind(abstract_name)
         taken.listen(1)
@@ -183,7 +174,6 @@ def test_abstract_name_in_use(loop, abstract_name):
 
 
 def test_connect_to_a_missing_path(loop, path):
-    needs(loop, "create_unix_connection")
 
     def missing():
         with pytest.raises(FileNotFoundError):
@@ -193,7 +183,6 @@ def test_connect_to_a_missing_path(loop, path):
 
 
 def test_connect_to_a_socket_nobody_listens_on(loop, path):
-    needs(loop, "create_unix_connection")
     with socket.socket(socket.AF_UNIX) as stale:
         stale.bind(path)
 
@@ -205,7 +194,6 @@ def test_connect_to_a_socket_nobody_listens_on(loop, path):
 
 
 def test_server_and_client_from_sock(loop, path):
-    needs(loop, "create_unix_server", "create_unix_connection")
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
 
@@ -227,7 +215,6 @@ def test_server_and_client_from_sock(loop, path):
 
 
 def test_bad_arguments_raise_like_asyncio(loop, path):
-    needs(loop, "create_unix_server", "create_unix_connection")
     with socket.socket(socket.AF_UNIX) as unix, socket.socket() as tcp:
         for make in [
             lambda: loop.create_unix_server(Echo, path, sock=unix),
@@ -246,12 +233,10 @@ def test_bad_arguments_raise_like_asyncio(loop, path):
 
 
 def test_fds_steady_after_connections_close(loop, path):
-    needs(loop, "create_unix_server", "create_unix_connection")
     assert_fds_steady(loop, lambda: _echo(loop, path, b"x"))
 
 
 def test_streams_over_unix(loop, path):
-    needs(loop, "create_unix_server", "create_unix_connection")
 
     async def handle(reader, writer):
         while line := await reader.readline():
@@ -281,27 +266,21 @@ def test_streams_over_unix(loop, path):
 
 
 def _server_with_cleanup(loop, path, **kwargs):
-    """Start and close a server; None where the loop lacks cleanup_socket."""
+    """Start and close a server; whether the socket file is still there."""
     async def main():
         server = await loop.create_unix_server(Echo, path, **kwargs)
         assert os.path.exists(path)
         await close_server(server)
         return os.path.exists(path)
 
-    try:
-        return run(loop, main())
-    except TypeError:
-        if sys.version_info >= (3, 13):
-            raise
-        return None
+    return run(loop, main())
 
 
 @pytest.mark.parametrize("cleanup", [True, False])
-def test_cleanup_socket(loop, path, cleanup):
-    needs(loop, "create_unix_server")
+def test_cleanup_socket(loop, loop_name, path, cleanup):
+    if loop_name == "asyncio" and sys.version_info < (3, 13):
+        pytest.skip("asyncio's cleanup_socket= is new in Python 3.13")
     exists_after_close = _server_with_cleanup(loop, path, cleanup_socket=cleanup)
-    if exists_after_close is None:
-        pytest.skip("cleanup_socket needs Python 3.13+")
     assert exists_after_close is (not cleanup)
 
 
@@ -312,13 +291,11 @@ def needs_cleanup_socket(loop):
 
 
 def test_socket_file_removed_on_close_by_default(loop, path):
-    needs(loop, "create_unix_server")
     needs_cleanup_socket(loop)
     assert _server_with_cleanup(loop, path) is False
 
 
 def test_cleanup_leaves_a_replaced_file_alone(loop, path):
-    needs(loop, "create_unix_server")
     needs_cleanup_socket(loop)
 
     async def main():

@@ -125,19 +125,31 @@ cdef class Handle:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._report(exc)
+            self._report(exc, callback, args, context)
         return 0
 
-    cdef _report(self, exc):
-        cb = _format_callback(self._callback, self._args)
-        context = {
-            'message': f'Exception in callback {cb}',
-            'exception': exc,
-            'handle': self,
-        }
-        if self._source_traceback:
-            context['source_traceback'] = self._source_traceback
-        self._loop.call_exception_handler(context)
+    cdef _report(self, exc, callback, tuple args, context):
+        """Pass exc to the loop's exception handler.  callback, args and
+        context are the ones that ran: a callback that cancelled its own
+        handle made it drop them, but the message names the callback and,
+        from Python 3.12, the handler runs in the callback's context, found
+        through get_context() (CPython gh-96704)."""
+        cdef bint dropped = self._context is None
+        if dropped:
+            self._callback, self._args, self._context = callback, args, context
+        try:
+            cb = _format_callback(callback, args)
+            report = {
+                'message': f'Exception in callback {cb}',
+                'exception': exc,
+                'handle': self,
+            }
+            if self._source_traceback:
+                report['source_traceback'] = self._source_traceback
+            self._loop.call_exception_handler(report)
+        finally:
+            if dropped:
+                self._forget()
 
 
 cdef void _run_queued_handle(pl_loop_t *l, pl_callback_t *cb) noexcept:

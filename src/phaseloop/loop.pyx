@@ -42,7 +42,12 @@ cdef object _isfuture = _futures.isfuture
 cdef object _Future = _futures.Future
 cdef object _Task = _tasks.Task
 cdef object _get_ident = threading.get_ident
-cdef bint _HAS_EAGER_TASKS = sys.version_info >= (3, 12)
+# From 3.14 create_task() hands every keyword, name= included, to the task
+# factory (CPython gh-128306).
+cdef bint _FACTORY_TAKES_NAME = sys.version_info >= (3, 14)
+# From 3.12 a custom exception handler runs in the context of the task,
+# future or handle that failed (CPython gh-96704).
+cdef bint _HANDLER_IN_FAILING_CONTEXT = sys.version_info >= (3, 12)
 
 BACKEND = pl_backend_name().decode()
 
@@ -228,10 +233,13 @@ cdef class _Loop:
         h._setup(self, callback, args, context)
         return h
 
+    cdef inline void _push_ready(self, Handle h):
+        _own(h)                 # the ready queue's reference
+        pl_ready_push(self.loop, &h.node)
+
     cdef Handle _call_soon(self, callback, tuple args, context):
         cdef Handle h = self._new_handle(callback, args, context)
-        _own(h)
-        pl_ready_push(self.loop, &h.node)
+        self._push_ready(h)
         return h
 
     def call_soon(self, callback, *args, context=None):
@@ -246,9 +254,14 @@ cdef class _Loop:
         """call_soon from any thread; wakes the loop if it is waiting."""
         self._check_closed()
         self._check_callback(callback, 'call_soon_threadsafe')
-        # The GIL serialises this push with the loop thread, which touches
-        # the ready queue only while it holds the GIL.
-        h = self._call_soon(callback, args, context)
+        cdef Handle h = self._new_handle(callback, args, context)
+        # Making the handle may run Python code (debug mode captures the
+        # stack; a collection may run finalizers), and with it the loop's
+        # thread, which may close the loop and free the core: check again.
+        # From here to the wakeup nothing lets go of the GIL, which
+        # serialises this push with the loop thread.
+        self._check_closed()
+        self._push_ready(h)
         pl_loop_wakeup(self.loop)
         return h
 
@@ -562,22 +575,20 @@ cdef class _Loop:
     def create_future(self):
         return _Future(loop=self)
 
-    def create_task(self, coro, *, name=None, context=None, **kwargs):
-        """Schedule a coroutine as a Task (through the task factory, if set)."""
+    def create_task(self, coro, **kwargs):
+        """Schedule a coroutine as a Task (through the task factory, if set).
+
+        Every keyword (name, context, eager_start...) goes to the Task, or
+        to the task factory, as CPython 3.14 passes them; before 3.14 the
+        factory is not given name=, which is set on the task it returns, as
+        asyncio of those versions does.
+        """
         self._check_closed()
-        if kwargs:
-            if set(kwargs) - {'eager_start'} or not _HAS_EAGER_TASKS:
-                raise TypeError(
-                    f'create_task() got an unexpected keyword argument {next(iter(kwargs))!r}')
-        if self._task_factory is None:
-            task = _Task(coro, loop=self, name=name, context=context, **kwargs)
-            if self._debug and task._source_traceback:
-                del task._source_traceback[-1]
-        else:
-            if context is None and not kwargs:
-                task = self._task_factory(self, coro)
-            else:
-                task = self._task_factory(self, coro, context=context, **kwargs)
+        if self._task_factory is not None:
+            if _FACTORY_TAKES_NAME:
+                return self._task_factory(self, coro, **kwargs)
+            name = kwargs.pop('name', None)
+            task = self._task_factory(self, coro, **kwargs)
             if name is not None:
                 try:
                     set_name = task.set_name
@@ -585,6 +596,10 @@ cdef class _Loop:
                     pass
                 else:
                     set_name(name)
+            return task
+        task = _Task(coro, loop=self, **kwargs)
+        if self._debug and task._source_traceback:
+            del task._source_traceback[-1]
         return task
 
     def set_task_factory(self, factory):
@@ -640,7 +655,11 @@ cdef class _Loop:
                 logger.error('Exception in default exception handler', exc_info=True)
             return
         try:
-            self._exception_handler(self, context)
+            ctx = _failing_context(context) if _HANDLER_IN_FAILING_CONTEXT else None
+            if ctx is not None:
+                ctx.run(self._exception_handler, self, context)
+            else:
+                self._exception_handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -692,7 +711,7 @@ cdef class _Loop:
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                h._report(exc)
+                h._report(exc, callback, args, context)
             dt = (pl_clock_ns() - t0) * 1e-9
             if dt >= self.slow_callback_duration:
                 logger.warning('Executing %s took %.3f seconds', _format_handle(h), dt)
@@ -742,45 +761,99 @@ cdef class _Loop:
         self._check_callback(callback, 'add_writer' if write else 'add_reader')
         fd = _fd_of(fileobj)
         self._ensure_fd_no_transport(fd)
-        cdef FdWatcher w = self._watcher(fd)
+        cdef FdWatcher w = self._fd_watchers.get(fd)
+        if w is not None and w._stale_for(fileobj):
+            # The fd was closed while watched and now belongs to fileobj: the
+            # old callbacks must not see its events, and the new file must be
+            # registered with the backend afresh.
+            self._drop_watcher(w)
+            w = None
+        if w is None:
+            w = self._watcher(fd)
         cdef Handle old
         cdef Handle h = self._new_handle(callback, args, None)
         if write:
             old, w.writer = w.writer, h
+            old_obj, w.writer_obj = w.writer_obj, fileobj
         else:
             old, w.reader = w.reader, h
+            old_obj, w.reader_obj = w.reader_obj, fileobj
         try:
             w._apply()
         except BaseException:
             if write:
-                w.writer = old
+                w.writer, w.writer_obj = old, old_obj
             else:
-                w.reader = old
+                w.reader, w.reader_obj = old, old_obj
             raise
         self._fd_watchers[fd] = w
         if old is not None:
             old.cancel()
         return h
 
+    cdef FdWatcher _registered_watcher(self, fileobj, fd):
+        """The watcher fileobj is registered on, or None.  A closed socket
+        (fd < 0) is found by identity, as asyncio's selector finds its key;
+        a socket that reuses the fd of a closed, still watched one is not
+        registered."""
+        cdef FdWatcher w
+        if fd < 0:
+            for w in self._fd_watchers.values():
+                if w._owned_by(fileobj):
+                    return w
+            raise ValueError(f"Invalid file descriptor: {fd}")
+        w = self._fd_watchers.get(fd)
+        if w is not None and not isinstance(fileobj, int) and w._stale_for(fileobj):
+            return None
+        return w
+
+    cdef _drop_watcher(self, FdWatcher w):
+        """Forget a watcher whose object was closed: its callbacks are
+        cancelled and it leaves the core."""
+        w._kill()
+        del self._fd_watchers[w.io.fd]
+        w.reader_obj = w.writer_obj = None
+        old_reader, old_writer = w.reader, w.writer
+        w.reader = w.writer = None
+        for h in (old_reader, old_writer):
+            if h is not None:
+                (<Handle>h).cancel()
+
+    cdef int _watch_own_fd(self, pl_io_t *io, unsigned events) except? -1:
+        """pl_io_set for a watcher of the loop's own (a transport, the
+        signal socket): a user watcher left on the fd number by a socket
+        closed while watched gives way.  A negative errno on failure."""
+        cdef int r = pl_io_set(self.loop, io, events)
+        cdef FdWatcher w
+        if r == -EEXIST:
+            w = self._fd_watchers.get(io.fd)
+            if w is not None and w._stale_for(None):
+                self._drop_watcher(w)
+                r = pl_io_set(self.loop, io, events)
+        return r
+
     cdef bint _remove_fd_callback(self, fileobj, bint write) except -1:
-        fd = _fd_of(fileobj)
+        fd = _fileno(fileobj)
         if self._closed:
             return False
-        self._ensure_fd_no_transport(fd)
+        if fd >= 0:
+            self._ensure_fd_no_transport(fd)
         self._check_fork()
-        cdef FdWatcher w = self._fd_watchers.get(fd)
+        cdef FdWatcher w = self._registered_watcher(fileobj, fd)
         if w is None:
             return False
+        if fd < 0:
+            w._kill()
         cdef Handle old = w.writer if write else w.reader
         if old is None:
             return False
         if write:
-            w.writer = None
+            w.writer = w.writer_obj = None
         else:
-            w.reader = None
+            w.reader = w.reader_obj = None
         w._apply()
         if w.reader is None and w.writer is None:
-            del self._fd_watchers[fd]
+            del self._fd_watchers[w.io.fd]
         old.cancel()
         return True
 
@@ -807,14 +880,16 @@ cdef class _Loop:
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
-    cdef Handle _watch_sock(self, int fd, bint write, _SockWait wait):
-        """Make wait the socket's reader or writer; the caller unwatches it."""
-        return self._set_fd_callback(fd, write, wait, ())
+    cdef Handle _watch_sock(self, sock, bint write, _SockWait wait):
+        """Make wait the socket's reader or writer; the caller unwatches it.
+        Registered with the socket object, not its fd, so the watcher is
+        still found if another task closes the socket meanwhile."""
+        return self._set_fd_callback(sock, write, wait, ())
 
-    cdef _unwatch_sock(self, int fd, bint write, Handle handle):
+    cdef _unwatch_sock(self, sock, bint write, Handle handle):
         # Unless the watcher was replaced meanwhile (that cancelled it).
         if not handle._cancelled:
-            self._remove_fd_callback(fd, write)
+            self._remove_fd_callback(sock, write)
 
     async def _sock_call(self, sock, bint write, str method, *args):
         """sock.<method>(*args) at once, or once sock is ready if it would
@@ -825,12 +900,11 @@ cdef class _Loop:
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        fd = sock.fileno()
-        handle = self._watch_sock(fd, write, _SockWait(_SOCK_CALL, fut, sock, method, args))
+        handle = self._watch_sock(sock, write, _SockWait(_SOCK_CALL, fut, sock, method, args))
         try:
             return await fut
         finally:
-            self._unwatch_sock(fd, write, handle)
+            self._unwatch_sock(sock, write, handle)
 
     def sock_recv(self, sock, n):
         """Receive up to n bytes from a non-blocking socket (a coroutine)."""
@@ -858,14 +932,13 @@ cdef class _Loop:
         if n == len(data):
             return
         fut = self.create_future()
-        fd = sock.fileno()
         wait = _SockWait(_SOCK_SENDALL, fut, sock, None, (memoryview(data),))
         wait.pos = n
-        handle = self._watch_sock(fd, True, wait)
+        handle = self._watch_sock(sock, True, wait)
         try:
             return await fut
         finally:
-            self._unwatch_sock(fd, True, handle)
+            self._unwatch_sock(sock, True, handle)
 
     def sock_sendto(self, sock, data, address):
         """Send a datagram to address; the number of bytes sent (a coroutine)."""
@@ -887,12 +960,11 @@ cdef class _Loop:
         else:
             return
         fut = self.create_future()
-        fd = sock.fileno()
-        handle = self._watch_sock(fd, True, _SockWait(_SOCK_CONNECTED, fut, sock, None, (address,)))
+        handle = self._watch_sock(sock, True, _SockWait(_SOCK_CONNECTED, fut, sock, None, (address,)))
         try:
             return await fut
         finally:
-            self._unwatch_sock(fd, True, handle)
+            self._unwatch_sock(sock, True, handle)
             fut = None    # break the cycle through a raised exception's traceback
 
     async def sock_accept(self, sock):
@@ -903,12 +975,11 @@ cdef class _Loop:
         wait()
         if fut.done():
             return fut.result()
-        fd = sock.fileno()
-        handle = self._watch_sock(fd, False, wait)
+        handle = self._watch_sock(sock, False, wait)
         try:
             return await fut
         finally:
-            self._unwatch_sock(fd, False, handle)
+            self._unwatch_sock(sock, False, handle)
 
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
         """Send a file with os.sendfile (zero copy), or read/send if the file
@@ -940,12 +1011,11 @@ cdef class _Loop:
         try:
             wait()
             if not fut.done():
-                fd = sock.fileno()
-                handle = self._watch_sock(fd, True, wait)
+                handle = self._watch_sock(sock, True, wait)
                 try:
                     await fut
                 finally:
-                    self._unwatch_sock(fd, True, handle)
+                    self._unwatch_sock(sock, True, handle)
             return fut.result()
         finally:
             if state[1] > 0:
@@ -1188,6 +1258,20 @@ def _loop_idle_active(_Loop loop):
     """(idle, active) seconds of a phaseloop loop, including a run in progress."""
     loop._check_closed()
     return loop._idle_active()
+
+
+cdef object _failing_context(context):
+    """The contextvars.Context of what failed, found as asyncio 3.12+ finds
+    it: the task, else the future, else the handle, if it has get_context()."""
+    thing = context.get("task")
+    if thing is None:
+        thing = context.get("future")
+    if thing is None:
+        thing = context.get("handle")
+    if thing is None or not hasattr(thing, "get_context"):
+        return None
+    ctx = thing.get_context()
+    return ctx if hasattr(ctx, "run") else None
 
 
 def _set_result_unless_done(fut, result):

@@ -21,7 +21,7 @@ cdef class SignalWakeup:
         self.rsock.setblocking(False)
         self.wsock.setblocking(False)
         pl_io_init(&self.io, self.rsock.fileno(), _on_signal_fd, <void *>self)
-        r = pl_io_set(loop.loop, &self.io, PL_READABLE)
+        r = loop._watch_own_fd(&self.io, PL_READABLE)
         if r < 0:
             self.close()
             raise OSError(-r, os.strerror(-r))

@@ -41,6 +41,7 @@ cdef extern from "errno.h":
         EAGAIN
         EWOULDBLOCK
         EINTR
+        EEXIST
 
 cdef enum:
     _READ_BUF_SIZE = 262144       # asyncio's max_size for one recv
@@ -127,7 +128,7 @@ cdef class _FdTransport:
             return 0
         if self._loop is None or self._loop.loop == NULL:
             return 0
-        r = pl_io_set(self._loop.loop, &self.io, ev)
+        r = self._loop._watch_own_fd(&self.io, ev)
         if r < 0:
             raise _os_error(-r)
         if ev and not self._registered:

@@ -8,10 +8,19 @@
 
 import collections
 
+# asyncio sends an empty datagram from Python 3.13 on; before, sendto(b'')
+# did nothing.  With empty datagrams, 3.13 counts 8 bytes of header per
+# queued datagram in the write buffer size, so that a queue of them still
+# reaches the high-water mark (3.13.0-3.13.5 forgot to take the header off
+# again when the datagram was sent, CPython gh-135444; we count it both ways).
+cdef bint _SENDS_EMPTY_DATAGRAMS = sys.version_info >= (3, 13)
+cdef Py_ssize_t _DATAGRAM_HEADER = 8 if _SENDS_EMPTY_DATAGRAMS else 0
+
 
 cdef class DatagramTransport(_FdTransport):
     """A UDP (or Unix datagram) socket's transport (asyncio.DatagramTransport's API)."""
     cdef object _address            # the connected peer (remote_addr), or None
+    cdef bint _connected            # the socket has a peer: send(), as asyncio does
     cdef object _queue              # deque of (bytes, addr) not yet sent
 
     @property
@@ -53,7 +62,10 @@ cdef class DatagramTransport(_FdTransport):
     cdef int _send(self, data, addr) except -1:
         """1 if sent, 0 if it would block; errors go to the protocol."""
         try:
-            if self._address is not None:
+            if self._connected:
+                # Also a socket connected before it was handed over (sock=):
+                # sendto() with an address fails on some connected sockets
+                # (AF_UNIX: EISCONN), send() is what asyncio uses.
                 self._sock.send(data)
             else:
                 self._sock.sendto(data, addr)
@@ -74,6 +86,8 @@ cdef class DatagramTransport(_FdTransport):
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data argument must be a bytes-like object, '
                             f'not {type(data).__name__!r}')
+        if not data and not _SENDS_EMPTY_DATAGRAMS:
+            return
         if self._address is not None:
             if addr not in (None, self._address):
                 raise ValueError(f'Invalid address: must be None or {self._address}')
@@ -89,7 +103,7 @@ cdef class DatagramTransport(_FdTransport):
             if self._send(data, addr) != 0:
                 return
         self._queue.append((bytes(data), addr))
-        self._wsize += len(data)
+        self._wsize += len(data) + _DATAGRAM_HEADER
         self._update_events()
         self._maybe_pause_protocol()
 
@@ -97,11 +111,11 @@ cdef class DatagramTransport(_FdTransport):
         cdef int r
         while self._queue:
             data, addr = self._queue.popleft()
-            self._wsize -= len(data)
+            self._wsize -= len(data) + _DATAGRAM_HEADER
             r = self._send(data, addr)
             if r == 0:
                 self._queue.appendleft((data, addr))
-                self._wsize += len(data)
+                self._wsize += len(data) + _DATAGRAM_HEADER
                 break
             if r < 0 and self._conn_lost:
                 return 0
@@ -154,6 +168,7 @@ cdef DatagramTransport _new_datagram_transport(_Loop loop, sock, protocol, addre
     except OSError:
         extra['peername'] = None
     t._address = address
+    t._connected = extra['peername'] is not None
     t._queue = collections.deque()
     t._setup_fd(loop, sock, sock.fileno(), protocol, extra, None)
     t._start(waiter)
