@@ -51,6 +51,11 @@ struct pl_loop {
 
     int stop_flag;
     int break_flag;
+    int polled_events;            /* the last poll found events: try the next
+                                     without releasing the runtime first */
+    int busy_polls;               /* polls in a row that did not release it */
+    uint64_t ncallbacks;          /* callbacks run so far: a phase that ran
+                                     none reads no clock */
     int64_t wait_cap_ns;
     pid_t pid;                    /* creator: a forked child must not poll */
 

@@ -1052,6 +1052,45 @@ static void test_runtime_hooks_and_interrupt(void)
     pl_loop_free(loop);
 }
 
+/* A loop whose polls keep finding events polls without the runtime's hooks
+ * (the binding's GIL stays held), but still calls them every 64th poll so
+ * that other threads get in; a poll that finds nothing waits with them. */
+static void on_always_readable(pl_loop_t *loop, pl_io_t *io, unsigned revents)
+{
+    (void)loop;
+    (void)io;
+    CHECK(revents & PL_READABLE);
+}
+
+static void test_busy_polls_keep_the_runtime(void)
+{
+    pl_runtime_t rt = {on_before_wait, on_after_wait, on_interrupt, NULL};
+    pl_loop_t *loop = pl_loop_new(&rt);
+    pl_io_t io;
+    int p[2];
+    CHECK(loop != NULL);
+    make_pipe(p);
+    write_byte(p[1]);                    /* never read: readable at every poll */
+    pl_io_init(&io, p[0], on_always_readable, NULL);
+    CHECK_EQ(pl_io_set(loop, &io, PL_READABLE), 0);
+    waits_before = waits_after = 0;
+    for (int i = 0; i < 128; i++)
+        CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
+    /* The first poll (nothing found before it) and the 65th waited with the
+     * hooks; the other 126 found the fd ready without them. */
+    CHECK_EQ(waits_before, 2);
+    CHECK_EQ(waits_after, 2);
+    char buf[4];
+    CHECK_EQ(read(p[0], buf, sizeof buf), 1);
+    pl_loop_set_wait_cap(loop, 1000000ll);
+    CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);   /* nothing ready: it waits */
+    CHECK_EQ(waits_before, 3);
+    CHECK_EQ(pl_io_set(loop, &io, 0), 0);
+    close(p[0]);
+    close(p[1]);
+    pl_loop_free(loop);
+}
+
 /* ---- fd watchers --------------------------------------------------------------------- */
 
 static void test_io_set_errors(void)
@@ -1302,6 +1341,7 @@ int main(void)
     RUN(test_wakeup_from_thread);
     RUN(test_wakeup_burst_coalesced);
     RUN(test_runtime_hooks_and_interrupt);
+    RUN(test_busy_polls_keep_the_runtime);
     RUN(test_io_set_errors);
     RUN(test_remove_watcher_mid_batch);
     RUN(test_reused_fd_mid_batch);

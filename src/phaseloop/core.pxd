@@ -124,6 +124,14 @@ cdef extern from "phaseloop.h":
 cdef extern from "Python.h":
     ctypedef struct PyThreadState:
         pass
+    ctypedef struct PyObject
+    # Returns NULL with the exception set: the caller checks (Handle._run).
+    PyObject *PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf,
+                                  PyObject *kwnames)
+    PyObject **PySequence_Fast_ITEMS(object o)
+    void Py_DECREF_raw "Py_DECREF"(PyObject *o)
+    void PyErr_Fetch(PyObject **t, PyObject **v, PyObject **tb)
+    void PyErr_Restore(PyObject *t, PyObject *v, PyObject *tb)
     PyThreadState *PyEval_SaveThread()
     void PyEval_RestoreThread(PyThreadState *)
     int PyContext_Enter(object ctx) except -1

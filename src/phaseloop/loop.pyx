@@ -6,6 +6,7 @@
 
 cimport cython
 from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.weakref cimport PyWeakref_NewRef
 from libc.stdint cimport uint64_t, int64_t
 from libc.math cimport isnan, isinf, ceil, floor
