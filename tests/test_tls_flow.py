@@ -222,8 +222,8 @@ def test_buffered_protocol_with_a_bytearray_buffer(phase_loop, server_ctx, clien
 
 
 def test_writelines_and_mutable_buffers(loop, server_ctx, client_ctx):
-    """A bytearray changed after write() is sent as it was at write(), even
-    when the write waits for the handshake (as plain transports copy)."""
+    """write() and writelines() take bytes, bytearray and memoryview; a
+    bytearray changed after write() is sent as it was at write()."""
 
     class EarlyWriter(Recorder):
         def connection_made(self, transport):

@@ -120,13 +120,11 @@ def test_thousand_concurrent_handshakes(loop, server_ctx, client_ctx, many_fds):
     assert blocks_after - blocks < count // 10
 
 
-def test_start_tls_on_the_server_keeps_a_client_hello_read_ahead(loop, server_ctx, client_ctx):
-    """The client sends its STARTTLS line and its ClientHello in one segment
-    (a PROXY header does the same): the server's StreamReader has read the
-    ClientHello before start_tls. phaseloop hands those bytes to the TLS
-    layer. asyncio's loop up to Python 3.13.0 leaves them in the reader and
-    the handshake waits for bytes that already came (CPython gh-142352,
-    docs/compat.md): here its handshake times out."""
+async def starttls_with_read_ahead(loop, server_ctx, client_ctx):
+    """A server that reads a STARTTLS line with asyncio streams then calls
+    start_tls, and a client that sends the line and its ClientHello in one
+    segment: the server's answer to the client's first TLS line (None if the
+    handshake failed) and the loop's exception reports."""
 
     async def handle(reader, writer):
         assert await reader.readline() == b"STARTTLS\n"
@@ -147,20 +145,64 @@ def test_start_tls_on_the_server_keeps_a_client_hello_read_ahead(loop, server_ct
         finally:
             peer.close()
 
-    async def main():
-        errors = []
-        loop.set_exception_handler(lambda lp, context: errors.append(context))
-        server = await asyncio.start_server(handle, HOST, 0)
-        answer = await loop.run_in_executor(None, client, port_of(server))
-        await close_server(server)
-        return answer, errors
+    errors = []
+    loop.set_exception_handler(lambda lp, context: errors.append(context))
+    server = await asyncio.start_server(handle, HOST, 0)
+    answer = await loop.run_in_executor(None, client, port_of(server))
+    await close_server(server)
+    return answer, errors
 
-    answer, errors = run(loop, main())
+
+def test_start_tls_on_the_server_keeps_a_client_hello_read_ahead(loop, server_ctx, client_ctx):
+    """The client sends its STARTTLS line and its ClientHello in one segment
+    (a PROXY header does the same): the server's StreamReader has read the
+    ClientHello before start_tls. phaseloop hands those bytes to the TLS
+    layer. asyncio's loop up to Python 3.13.0 leaves them in the reader and
+    the handshake waits for bytes that already came (CPython gh-142352,
+    docs/compat.md): here its handshake times out."""
+    answer, errors = run(loop, starttls_with_read_ahead(loop, server_ctx, client_ctx))
     if isinstance(loop, phaseloop.Loop):
         assert answer == b"secret hello\n"
         assert errors == []
     else:
         assert answer in (b"secret hello\n", None)
+
+
+def test_read_ahead_reaches_asyncios_tls_layer_too(phase_loop, server_ctx, client_ctx,
+                                                   monkeypatch):
+    monkeypatch.setenv("PHASELOOP_TLS", "asyncio")
+    answer, errors = run(phase_loop, starttls_with_read_ahead(phase_loop, server_ctx, client_ctx))
+    assert answer == b"secret hello\n"
+    assert errors == []
+
+
+def test_writes_before_an_error_in_data_received_go_out(loop, server_ctx, client_ctx):
+    """The records a data_received() wrote wait for it to return: when it
+    raises instead, they still leave before the connection is closed."""
+
+    class WritesThenFails(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(b"first ")
+            self.transport.write(b"second")
+            raise RuntimeError("the protocol failed")
+
+    async def main():
+        errors = []
+        loop.set_exception_handler(lambda lp, context: errors.append(context))
+        server, transport, proto = await tls_pair(loop, server_ctx, client_ctx,
+                                                  server_factory=WritesThenFails)
+        transport.write(b"go")
+        await proto.lost
+        await close_server(server)
+        return proto, errors
+
+    proto, errors = run(loop, main())
+    assert bytes(proto.data) == b"first second"
+    assert proto.events[:2] == ["made", "data"] and proto.events[-1] == "lost"
+    assert [type(e.get("exception")) for e in errors] == [RuntimeError]
 
 
 def test_start_tls_on_the_client_keeps_data_behind_the_handshake(loop, certificate, client_ctx):

@@ -680,20 +680,22 @@ cdef class SSLTransport:
         Reads only while the incoming BIO has bytes (or the SSL object has
         plaintext): a read that finds nothing raises SSLWantReadError, which
         costs as much as the read. One record (the common case, at most
-        16 KiB of plaintext) is read as the bytes object the protocol gets,
-        sized by the ciphertext; more are decrypted into the loop's buffer
-        and copied out once."""
+        16 KiB of plaintext) is read as the bytes object the protocol gets;
+        more are decrypted straight into one bytes object sized by the
+        ciphertext there is, then cut to the plaintext (asyncio and uvloop
+        decrypt each record into a bytes object of its own, then join)."""
         cdef Py_ssize_t n = self._incoming.pending
-        cdef Py_ssize_t total = 0, count = 1
-        cdef _ByteWindow window
-        cdef char *buf
-        cdef bytes first = None
-        cdef list chunks = None
+        cdef Py_ssize_t count
+        cdef bytes first
+        cdef list parts
+        cdef bint eof
         if n == 0:
             n = self._ssl_pending()
             if n == 0:
                 return 0
-        if n <= _TLS_RECORD_MAX:
+        if n > _TLS_RECORD_MAX:
+            parts = []
+        else:
             try:
                 first = self._ssl_read(n)
             except _SSLAgainErrors:
@@ -708,39 +710,61 @@ cdef class SSLTransport:
                     return self._deliver(first, False)
             elif not self._incoming.pending and not self._ssl_pending():
                 return self._deliver(first, False)
-        window = _loop_tls_window(self._loop)
-        buf = self._loop._read_buf
-        while True:
-            if total == _READ_BUF_SIZE:
-                if chunks is None:
-                    chunks = []
-                chunks.append(PyBytes_FromStringAndSize(buf, total))
-                total = 0
-            window.ptr = buf + total
-            window.size = _READ_BUF_SIZE - total
-            try:
-                count = self._ssl_read_into(window)
-            except _SSLAgainErrors:
-                break
-            if count == 0:      # close_notify
-                break
-            total += count
-            if count < window.size:
-                # SSL_read returns one record at most: this one is done.
-                if not self._incoming.pending:
-                    break
-            elif not self._incoming.pending and not self._ssl_pending():
-                break
-        if first is None and chunks is None:
-            data = PyBytes_FromStringAndSize(buf, total) if total else None
+            parts = [first]
+        eof = self._read_records(parts)
+        if not parts:
+            data = None
+        elif len(parts) == 1:
+            data = parts[0]
         else:
-            parts = [] if first is None else [first]
-            if chunks is not None:
-                parts.extend(chunks)
-            if total:
-                parts.append(PyBytes_FromStringAndSize(buf, total))
             data = b''.join(parts)
-        return self._deliver(data, count == 0)
+        return self._deliver(data, eof)
+
+    cdef bint _read_records(self, list parts) except -1:
+        """Decrypt the records there are into new bytes objects appended to
+        parts: each sized by the ciphertext in the BIO (plus a record the SSL
+        object may hold in part), filled in place, cut to what it got.
+        True when close_notify came."""
+        cdef _ByteWindow window = _loop_tls_window(self._loop)
+        cdef PyObject *block = NULL
+        cdef Py_ssize_t cap = 0, total = 0, count
+        cdef bint eof = False
+        try:
+            while True:
+                if total == cap:
+                    if block != NULL:
+                        parts.append(<object>block)
+                        Py_DECREF_raw(block)
+                        block = NULL
+                    cap = self._incoming.pending + _TLS_RECORD_MAX
+                    total = 0
+                    block = PyBytes_FromStringAndSize_raw(NULL, cap)
+                    if block == NULL:
+                        _raise_pending()
+                window.ptr = PyBytes_AS_STRING(<object>block) + total
+                window.size = cap - total
+                try:
+                    count = self._ssl_read_into(window)
+                except _SSLAgainErrors:
+                    break
+                if count == 0:      # close_notify
+                    eof = True
+                    break
+                total += count
+                if count < window.size:
+                    # SSL_read returns one record at most: this one is done.
+                    if not self._incoming.pending:
+                        break
+                elif not self._incoming.pending and not self._ssl_pending():
+                    break
+            if total:
+                if _PyBytes_Resize_raw(&block, total) < 0:
+                    _raise_pending()        # block is NULL: freed
+                parts.append(<object>block)
+        finally:
+            if block != NULL:
+                Py_DECREF_raw(block)
+        return eof
 
     cdef int _deliver(self, data, bint eof) except -1:
         if data is not None:
