@@ -373,20 +373,43 @@ static int dispatch_events(pl_loop_t *loop, int n)
 
 /* A wait that may block runs between the runtime's before_wait and
  * after_wait (the binding releases the GIL there). When the last poll found
- * events the loop is likely busy: first a poll that cannot block, without
- * the hooks, and only if it finds nothing the real wait. Under callgrind
+ * events the loop is likely busy: it first tries a poll that cannot block,
+ * without the hooks, and waits only if that finds nothing. Under callgrind
  * the hooks (a GIL release and retake) cost ~370 instructions per
- * iteration, 7% of an add_reader round trip; an idle loop pays one extra
- * poll call when it goes quiet. Every PL_BUSY_POLLS-th poll releases the runtime anyway, so
- * that a busy loop whose callbacks run no Python still lets other threads
- * in between iterations. */
+ * iteration, 7% of an add_reader round trip. A try that finds nothing is
+ * a syscall wasted, the common case when the peers share the loop's core
+ * (a benchmark client pinned with the server): after one, the loop skips
+ * the try for 1, 2, 4 ... up to PL_BUSY_POLLS polls, and a try that finds
+ * events starts that over. Every PL_BUSY_POLLS-th poll releases the runtime
+ * anyway, so that a busy loop whose callbacks run no Python still lets
+ * other threads in between iterations. */
 #define PL_BUSY_POLLS 64
+
+static inline int probe_first(pl_loop_t *loop)
+{
+    if (!loop->polled_events)
+        return 0;
+    if (loop->probe_skip > 0) {
+        loop->probe_skip--;
+        return 0;
+    }
+    return ++loop->busy_polls < PL_BUSY_POLLS;
+}
 
 static int run_poll(pl_loop_t *loop, int timeout_ms)
 {
     int n = 0;
-    if (timeout_ms != 0 && loop->polled_events && ++loop->busy_polls < PL_BUSY_POLLS)
+    if (timeout_ms != 0 && probe_first(loop)) {
+        loop->probes++;
         n = backend_wait(loop, 0);
+        if (n != 0) {
+            loop->probe_backoff = 1;
+        } else {
+            loop->probe_skip = loop->probe_backoff ? loop->probe_backoff : 1;
+            loop->probe_backoff = loop->probe_skip < PL_BUSY_POLLS ? 2 * loop->probe_skip
+                                                                  : PL_BUSY_POLLS;
+        }
+    }
     if (n == 0 && timeout_ms != 0) {
         loop->busy_polls = 0;
         uint64_t before = pl_clock_ns();

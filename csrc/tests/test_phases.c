@@ -6,7 +6,8 @@
  * drain). Also: break and stop, the run modes and the wait cap, wakeups
  * from another thread, fd watcher errors and removal mid-batch, fork,
  * taking everything back from a loop. Public API only, but for the
- * wakeup fd (loop_internal.h), to count the writes a burst of wakeups made. */
+ * wakeup fd (loop_internal.h), to count the writes a burst of wakeups made,
+ * and the count of polls tried before waiting. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -23,7 +24,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "loop_internal.h" /* only for the wakeup fd, in wakeup_writes */
+#include "loop_internal.h" /* the wakeup fd (wakeup_writes), the poll tries (probes) */
 
 /* ---- the log ------------------------------------------------------------------ */
 
@@ -1091,6 +1092,46 @@ static void test_busy_polls_keep_the_runtime(void)
     pl_loop_free(loop);
 }
 
+/* When the try before the wait keeps finding nothing (the peer runs only
+ * while the loop waits, as when both are pinned to one core), the loop
+ * tries less and less often: after 1, 2, 4, 8 ... polls without one. Here
+ * the peer is the before_wait hook, which writes the byte the wait finds. */
+static int peer_wfd = -1;
+static void write_before_wait(pl_loop_t *loop) { (void)loop; waits_before++; write_byte(peer_wfd); }
+
+static void on_drain(pl_loop_t *loop, pl_io_t *io, unsigned revents)
+{
+    char buf[16];
+    (void)loop;
+    CHECK(revents & PL_READABLE);
+    while (read(io->fd, buf, sizeof buf) > 0) {
+    }
+}
+
+static void test_tries_that_find_nothing_back_off(void)
+{
+    pl_runtime_t rt = {write_before_wait, NULL, NULL, NULL};
+    pl_loop_t *loop = pl_loop_new(&rt);
+    pl_io_t io;
+    int p[2];
+    CHECK(loop != NULL);
+    make_pipe(p);
+    peer_wfd = p[1];
+    pl_io_init(&io, p[0], on_drain, NULL);
+    CHECK_EQ(pl_io_set(loop, &io, PL_READABLE), 0);
+    waits_before = 0;
+    for (int i = 0; i < 21; i++)
+        CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
+    CHECK_EQ(waits_before, 21);             /* every poll waited for the peer */
+    /* Tries in polls 2, 4, 7, 12 and 21: 1, 2, 4 and 8 polls skipped between. */
+    CHECK_EQ(loop->probes, 5u);
+    CHECK_EQ(pl_io_set(loop, &io, 0), 0);
+    peer_wfd = -1;
+    close(p[0]);
+    close(p[1]);
+    pl_loop_free(loop);
+}
+
 /* ---- fd watchers --------------------------------------------------------------------- */
 
 static void test_io_set_errors(void)
@@ -1342,6 +1383,7 @@ int main(void)
     RUN(test_wakeup_burst_coalesced);
     RUN(test_runtime_hooks_and_interrupt);
     RUN(test_busy_polls_keep_the_runtime);
+    RUN(test_tries_that_find_nothing_back_off);
     RUN(test_io_set_errors);
     RUN(test_remove_watcher_mid_batch);
     RUN(test_reused_fd_mid_batch);

@@ -1,21 +1,22 @@
 # tls_transport.pxi — phaseloop's TLS layer: SSLTransport.
 #
 # One SSLTransport per TLS connection (named as asyncio names its SSL
-# classes; code and CPython's tests look for 'ssl' in the class name). It is the protocol of the stream
-# transport under it (the raw transport, which carries ciphertext) and the
-# transport the application sees (plaintext, asyncio's _SSLProtocolTransport
-# API). Its state machine is asyncio's SSLProtocol's (handshake, WRAPPED,
-# FLUSHING, SHUTDOWN, UNWRAPPED; the same timeouts, flow control limits,
-# errors and callbacks in the same order), with typed state.
+# classes; code and CPython's tests look for 'ssl' in the class name). It is
+# the protocol of the stream transport under it (the raw transport, which
+# carries ciphertext) and the transport the application sees (plaintext,
+# asyncio's _SSLProtocolTransport API). Its state machine is asyncio's
+# SSLProtocol's (handshake, WRAPPED, FLUSHING, SHUTDOWN, UNWRAPPED; the same
+# timeouts, flow control limits, errors and callbacks in the same order),
+# with typed state.
 #
 # Ciphertext in: a phaseloop stream transport reads into its loop's 256 KiB
 #   read buffer and hands the bytes to _receive() at C level. They go into
-#   the incoming MemoryBIO through the loop's _ByteWindow (no bytes object),
-#   and the plaintext is decrypted into the same loop buffer (the ciphertext
-#   is in the BIO by then), read only while the BIO or the SSL object has
-#   bytes pending: a read that finds nothing raises SSLWantReadError, which
-#   costs about as much as the read. The application gets one bytes object
-#   per read event, or the bytes go straight into a BufferedProtocol's buffer.
+#   the incoming MemoryBIO through the loop's _ByteWindow (no bytes object).
+#   The plaintext is read only while the BIO or the SSL object has bytes
+#   pending (a read that finds nothing raises SSLWantReadError, which costs
+#   about as much as the read), straight into the one bytes object the
+#   application gets per read event (sized by the ciphertext, cut to the
+#   plaintext), or into a BufferedProtocol's own buffer.
 # Plaintext out: write() encrypts at once into the outgoing MemoryBIO. The
 #   records are sent when the read event that runs the application's
 #   callback ends (at once outside one): whatever one data_received() wrote
