@@ -1063,17 +1063,33 @@ static void on_always_readable(pl_loop_t *loop, pl_io_t *io, unsigned revents)
     CHECK(revents & PL_READABLE);
 }
 
+/* A loop with the runtime hooks rt, watching the read end of a new pipe p
+ * with fn (the tests of the poll's tries). */
+static pl_loop_t *loop_watching_pipe(const pl_runtime_t *rt, pl_io_t *io, int p[2], pl_io_fn fn)
+{
+    pl_loop_t *loop = pl_loop_new(rt);
+    CHECK(loop != NULL);
+    make_pipe(p);
+    pl_io_init(io, p[0], fn, NULL);
+    CHECK_EQ(pl_io_set(loop, io, PL_READABLE), 0);
+    return loop;
+}
+
+static void free_loop_and_pipe(pl_loop_t *loop, pl_io_t *io, int p[2])
+{
+    CHECK_EQ(pl_io_set(loop, io, 0), 0);
+    close(p[0]);
+    close(p[1]);
+    pl_loop_free(loop);
+}
+
 static void test_busy_polls_keep_the_runtime(void)
 {
     pl_runtime_t rt = {on_before_wait, on_after_wait, on_interrupt, NULL};
-    pl_loop_t *loop = pl_loop_new(&rt);
     pl_io_t io;
     int p[2];
-    CHECK(loop != NULL);
-    make_pipe(p);
+    pl_loop_t *loop = loop_watching_pipe(&rt, &io, p, on_always_readable);
     write_byte(p[1]);                    /* never read: readable at every poll */
-    pl_io_init(&io, p[0], on_always_readable, NULL);
-    CHECK_EQ(pl_io_set(loop, &io, PL_READABLE), 0);
     waits_before = waits_after = 0;
     for (int i = 0; i < 128; i++)
         CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
@@ -1086,10 +1102,7 @@ static void test_busy_polls_keep_the_runtime(void)
     pl_loop_set_wait_cap(loop, 1000000ll);
     CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);   /* nothing ready: it waits */
     CHECK_EQ(waits_before, 3);
-    CHECK_EQ(pl_io_set(loop, &io, 0), 0);
-    close(p[0]);
-    close(p[1]);
-    pl_loop_free(loop);
+    free_loop_and_pipe(loop, &io, p);
 }
 
 /* When the try before the wait keeps finding nothing (the peer runs only
@@ -1111,25 +1124,18 @@ static void on_drain(pl_loop_t *loop, pl_io_t *io, unsigned revents)
 static void test_tries_that_find_nothing_back_off(void)
 {
     pl_runtime_t rt = {write_before_wait, NULL, NULL, NULL};
-    pl_loop_t *loop = pl_loop_new(&rt);
     pl_io_t io;
     int p[2];
-    CHECK(loop != NULL);
-    make_pipe(p);
+    pl_loop_t *loop = loop_watching_pipe(&rt, &io, p, on_drain);
     peer_wfd = p[1];
-    pl_io_init(&io, p[0], on_drain, NULL);
-    CHECK_EQ(pl_io_set(loop, &io, PL_READABLE), 0);
     waits_before = 0;
     for (int i = 0; i < 21; i++)
         CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
     CHECK_EQ(waits_before, 21);             /* every poll waited for the peer */
     /* Tries in polls 2, 4, 7, 12 and 21: 1, 2, 4 and 8 polls skipped between. */
     CHECK_EQ(loop->probes, 5u);
-    CHECK_EQ(pl_io_set(loop, &io, 0), 0);
     peer_wfd = -1;
-    close(p[0]);
-    close(p[1]);
-    pl_loop_free(loop);
+    free_loop_and_pipe(loop, &io, p);
 }
 
 /* ---- fd watchers --------------------------------------------------------------------- */
