@@ -523,17 +523,25 @@ cdef class SSLTransport:
 
     # ---- outgoing -------------------------------------------------------------------
 
+    cdef bint _write_refused(self) except -1:
+        """A write after close(), abort() or the connection's loss: counted
+        (and logged past a threshold) and dropped, as on asyncio."""
+        if (self._state != _TLS_FLUSHING and self._state != _TLS_SHUTDOWN
+                and self._state != _TLS_UNWRAPPED):
+            return False
+        if self._conn_lost >= _aio_constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            logger.warning('SSL connection is closed')
+        self._conn_lost += 1
+        return True
+
     cdef int _write_appdata(self, data) except -1:
         """write(data) once checked; data is bytes-like and not empty."""
         cdef Py_ssize_t size, count
-        if (self._state == _TLS_FLUSHING or self._state == _TLS_SHUTDOWN
-                or self._state == _TLS_UNWRAPPED):
-            if self._conn_lost >= _aio_constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning('SSL connection is closed')
-            self._conn_lost += 1
+        if self._write_refused():
             return 0
         if self._state != _TLS_WRAPPED or self._backlog:
-            return self._append_backlog(data)
+            self._add_backlog(data, 0, _nbytes(data))
+            return self._write_backlog()
         # WRAPPED with nothing waiting: encrypt now, no backlog.
         try:
             size = _nbytes(data)
@@ -549,8 +557,8 @@ cdef class SSLTransport:
             self._fatal_error(exc, 'Fatal error on SSL protocol')
         return 0
 
-    cdef int _append_backlog(self, data) except -1:
-        self._add_backlog(data, 0, _nbytes(data))
+    cdef int _write_backlog(self) except -1:
+        """Encrypt the backlog now if the handshake is done."""
         if self._state == _TLS_WRAPPED:
             try:
                 self._do_write()
@@ -936,29 +944,13 @@ cdef class SSLTransport:
         self._write_appdata(data)
 
     def writelines(self, list_of_data):
+        """Encrypt all of them in one pass (one send, as asyncio)."""
+        if self._write_refused():
+            return
         for data in list_of_data:
             if data:
-                self._append_backlog_only(data)
-        self._flush_backlog()
-
-    cdef _append_backlog_only(self, data):
-        if (self._state == _TLS_FLUSHING or self._state == _TLS_SHUTDOWN
-                or self._state == _TLS_UNWRAPPED):
-            return
-        self._add_backlog(data, 0, _nbytes(data))
-
-    cdef _flush_backlog(self):
-        if (self._state == _TLS_FLUSHING or self._state == _TLS_SHUTDOWN
-                or self._state == _TLS_UNWRAPPED):
-            if self._conn_lost >= _aio_constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning('SSL connection is closed')
-            self._conn_lost += 1
-            return
-        if self._state == _TLS_WRAPPED:
-            try:
-                self._do_write()
-            except Exception as exc:
-                self._fatal_error(exc, 'Fatal error on SSL protocol')
+                self._add_backlog(data, 0, _nbytes(data))
+        self._write_backlog()
 
     def write_eof(self):
         """TLS has no half-close (as asyncio's SSL transport)."""
