@@ -19,7 +19,7 @@ import phaseloop
 from conftest import open_fd_count
 from test_tcp import (HOST, WAIT, Echo, Recorder, ServerSide, assert_fds_steady, close_server,
                       port_of, run)
-from test_tls import tls_pair, tls_round_trip
+from test_tls import tls_pair, tls_round_trip, tls_stream_pair
 from test_tls_records import BioPeer, in_thread
 
 
@@ -260,6 +260,38 @@ def test_start_tls_on_the_client_keeps_data_behind_the_handshake(loop, certifica
     with listener:
         proto = run(loop, main())
     assert bytes(proto.data) == b"welcome"
+
+
+def test_tls_inside_tls(loop, server_ctx, client_ctx):
+    """start_tls over a TLS transport (an HTTPS proxy's tunnel does it): the
+    inner layer runs on the outer as on any transport, data_received and
+    write."""
+
+    async def handle(reader, writer):
+        assert await reader.readline() == b"inner, please\n"
+        writer.write(b"ok\n")
+        await writer.drain()
+        await writer.start_tls(server_ctx)
+        writer.write(b"twice " + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server, reader, writer = await tls_stream_pair(handle, server_ctx, client_ctx)
+        outer = writer.transport
+        writer.write(b"inner, please\n")
+        assert await reader.readline() == b"ok\n"
+        await writer.start_tls(client_ctx, server_hostname="localhost")
+        assert writer.transport is not outer
+        assert writer.get_extra_info("ssl_object") is not outer.get_extra_info("ssl_object")
+        writer.write(b"encrypted\n")
+        answer = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        await close_server(server)
+        return answer
+
+    assert run(loop, main()) == b"twice encrypted\n"
 
 
 @pytest.mark.parametrize("value, kind", [(None, "phaseloop"), ("phaseloop", "phaseloop"),
