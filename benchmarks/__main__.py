@@ -2,13 +2,14 @@
 
 Runs, in order, the micro-benchmarks (``benchmarks.micro``), the TCP echo
 servers (``benchmarks.echo``: protocol, streams and sock_* styles against a C
-epoll floor, plus memory per idle connection) and the HTTP/1.1 hello-world on
-httptools driven by wrk (``benchmarks.http``) and TLS echo round trips and
-handshakes (``benchmarks.tls``), each printing its table with
-ratios to uvloop measured in the same run; then phaseloop.workers against Node's
+epoll floor, plus memory per idle connection), the HTTP/1.1 hello-world on
+httptools driven by wrk (``benchmarks.http``), the same over TLS
+(``benchmarks.http --tls``) and TLS echo round trips, handshakes and memory per
+idle TLS connection (``benchmarks.tls``), each printing its table with ratios to
+uvloop measured in the same run; then phaseloop.workers against Node's
 worker_threads (``benchmarks.workers``, ratios to Node from the same run).
-``--quick`` makes every part a short smoke run; the HTTP part is skipped with a
-note when wrk is missing.
+``--quick`` makes every part a short smoke run; the HTTP parts are skipped with
+a note when wrk is missing.
 """
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("skipped: wrk is not installed (apt-get install wrk)")
     else:
         status |= http.main(common)
+    print("\n## HTTPS hello world\n", flush=True)
+    if shutil.which("wrk") is None or shutil.which("openssl") is None:
+        print("skipped: wrk or the openssl command is not installed")
+    else:
+        status |= http.main(common + ["--tls"])
     print("\n## TLS (client and server on one loop)\n", flush=True)
     if shutil.which("openssl") is None:
         print("skipped: the openssl command is not installed")

@@ -10,6 +10,12 @@ Example::
     python -m benchmarks.http                     # 5 repeats, ~1 minute
     python -m benchmarks.http --quick             # smoke run
     python -m benchmarks.http --loops uvloop,asyncio --connections 50 --markdown
+    python -m benchmarks.http --tls               # HTTPS: the same server over TLS
+
+With ``--tls`` the server is ``--style https`` (its certificate, ECDSA P-256,
+made at start with the ``openssl`` command) and wrk speaks TLS to it; wrk's
+connections are kept alive, so the figure is the loop's TLS record path, not
+its handshakes.
 
 Method, as ``benchmarks.echo`` (see there): server and wrk (one thread) pinned to
 the same CPU (``--cpu``, default 0), wrk under SCHED_BATCH (``--client-policy``),
@@ -27,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -55,6 +62,7 @@ from benchmarks.micro import (
     split_names,
     write_json,
 )
+from benchmarks.servers import make_certificate
 
 __all__ = ["main", "parse_wrk_output"]
 
@@ -105,6 +113,8 @@ class Settings:
     cpu: int | None
     client_batch: bool
     verbose: bool
+    #: (cert.pem, key.pem) to serve HTTPS with; None: plain HTTP.
+    certificate: tuple[str, str] | None = None
 
 
 @dataclass
@@ -121,8 +131,9 @@ class Report:
 
 def run_wrk(server: Server, seconds: int, settings: Settings) -> dict[str, float]:
     """One wrk run against ``server``; its parsed results."""
+    scheme = "https" if settings.certificate else "http"
     command = ["wrk", "-t1", f"-c{settings.connections}", f"-d{seconds}s", "--latency",
-               f"--timeout={WRK_TIMEOUT_S}s", f"http://127.0.0.1:{server.port}/"]
+               f"--timeout={WRK_TIMEOUT_S}s", f"{scheme}://127.0.0.1:{server.port}/"]
     try:
         done = subprocess.run(client_command(command, settings.cpu, settings.client_batch),
                               capture_output=True, text=True, timeout=seconds + 30, check=False)
@@ -154,6 +165,14 @@ def measure_once(server: Server, settings: Settings) -> dict[str, float]:
             "requests": result["requests"]}
 
 
+def server_command(loop_name: str, settings: Settings) -> list[str]:
+    """The hello-world server on ``loop_name``, over TLS when settings say so."""
+    if settings.certificate is None:
+        return python_server_command(loop_name, "http")
+    cert, key = settings.certificate
+    return python_server_command(loop_name, "https") + ["--cert", cert, "--key", key]
+
+
 def measure(settings: Settings) -> Report:
     """Every (repeat, loop) run, loops interleaved."""
     report = Report(settings, {lp: Point() for lp in settings.loops})
@@ -161,7 +180,7 @@ def measure(settings: Settings) -> Report:
         for loop_name, point in report.points.items():
             if point.status != "ok":
                 continue  # missing, unsupported or failed once: not started again
-            outcome = run_point(python_server_command(loop_name, "http"), point, settings.cpu,
+            outcome = run_point(server_command(loop_name, settings), point, settings.cpu,
                                 lambda server: measure_once(server, settings))
             log(settings.verbose, f"[{repeat + 1}/{settings.repeat}] http {loop_name:<9} {outcome}")
     return report
@@ -220,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks.http",
         description="HTTP/1.1 hello-world on httptools per loop, driven by wrk (keep-alive).")
     add_wrk_arguments(parser)
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS (wrk over TLS)")
     return parser
 
 
@@ -270,11 +290,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(loops=args.loops, repeat=args.repeat, connections=args.connections,
                         duration=args.duration, warmup=args.warmup, cpu=args.cpu,
                         client_batch=args.client_policy == "batch", verbose=args.verbose)
-    report = measure(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.tls:
+            settings.certificate = make_certificate(tmp)
+        report = measure(settings)
     caption = describe_run(settings)
     print(f"_{caption}_\n" if args.markdown else caption + "\n")
-    print("HTTP/1.1 hello world: requests/s (higher is better), server CPU µs per request "
-          "(lower is better), latency µs.\n")
+    print(f"HTTP/1.1 hello world{' over TLS' if args.tls else ''}: requests/s (higher is "
+          "better), server CPU µs per request (lower is better), latency µs.\n")
     print(result_table(report, markdown=args.markdown))
     problems = [f"{lp}: {p.status} ({p.detail})" for lp, p in report.points.items()
                 if p.status != "ok"]

@@ -32,6 +32,7 @@ import os
 import platform
 import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -232,6 +233,49 @@ def create_task(loop: Loop, n: int, delays: Sequence[float]) -> None:
     _expect(loop.run_until_complete(_create_and_await_tasks(loop, n)), n, "tasks done")
 
 
+def add_reader_pingpong(loop: Loop, n: int, delays: Sequence[float]) -> None:
+    """``n`` reader callbacks: a byte bounces between the ends of a socketpair.
+
+    Each end has an add_reader callback that reads the byte and sends it back,
+    so every operation is one poll wake-up, one reader callback, a recv and a
+    send: the path of code built on add_reader (asyncio's own transports, the
+    sock_* methods, libraries that watch their own fds).
+    """
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+    received = 0
+
+    def bouncer(sock: socket.socket) -> Callable[[], None]:
+        recv, send = sock.recv, sock.send
+
+        def on_readable() -> None:
+            nonlocal received
+            recv(1)
+            received += 1
+            if received < n:
+                send(b".")
+            else:
+                loop.stop()
+
+        return on_readable
+
+    try:
+        loop.add_reader(left.fileno(), bouncer(left))
+        loop.add_reader(right.fileno(), bouncer(right))
+        if n:
+            left.send(b".")
+        else:
+            loop.call_soon(loop.stop)
+        loop.run_forever()
+        loop.remove_reader(left.fileno())
+        loop.remove_reader(right.fileno())
+    finally:
+        left.close()
+        right.close()
+    _expect(received, n, "reader callbacks")
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """One workload and how to report it.
@@ -264,6 +308,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("future_result", future_result, "futures", 100_000, 10_000),
         Benchmark("call_soon_threadsafe", call_soon_threadsafe, "callbacks", 100_000, 10_000),
         Benchmark("create_task", create_task, "tasks", 100_000, 10_000),
+        Benchmark("add_reader_pingpong", add_reader_pingpong, "callbacks", 100_000, 10_000),
     )
 }
 

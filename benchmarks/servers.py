@@ -16,7 +16,9 @@ SIGINT).  Styles:
   client doing ``loop.sock_recv`` then ``loop.sock_sendall``;
 - ``http``: an HTTP/1.1 server on httptools' request parser (a protocol) that
   answers every request with a fixed "Hello, World!" and keeps the connection
-  open unless the request asks to close it.
+  open unless the request asks to close it;
+- ``https``: the same over TLS, ``tls-echo``: ``protocol`` over TLS (both need
+  ``--cert`` and ``--key``: the server's certificate chain and key, PEM).
 
 The loop is one of ``benchmarks.micro.LOOP_NAMES``.  A loop that does not import
 makes the process print ``{"missing": REASON}`` and exit with status 3
@@ -32,8 +34,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
 from typing import Awaitable, Callable, Sequence
 
@@ -165,37 +171,69 @@ async def serve_sock(loop: Loop, listener: socket.socket) -> None:
         task.add_done_callback(clients.discard)
 
 
-async def start_protocol(loop: Loop, port: int) -> tuple[int, asyncio.Future | None]:
-    server = await loop.create_server(EchoProtocol, "127.0.0.1", port, backlog=BACKLOG)
+async def start_protocol(loop: Loop, port: int,
+                         tls: ssl.SSLContext | None) -> tuple[int, asyncio.Future | None]:
+    server = await loop.create_server(EchoProtocol, "127.0.0.1", port, backlog=BACKLOG, ssl=tls)
     return server.sockets[0].getsockname()[1], None
 
 
-async def start_streams(loop: Loop, port: int) -> tuple[int, asyncio.Future | None]:
+async def start_streams(loop: Loop, port: int,
+                        tls: ssl.SSLContext | None) -> tuple[int, asyncio.Future | None]:
     server = await asyncio.start_server(echo_stream, "127.0.0.1", port, backlog=BACKLOG)
     return server.sockets[0].getsockname()[1], None
 
 
-async def start_sock(loop: Loop, port: int) -> tuple[int, asyncio.Future | None]:
+async def start_sock(loop: Loop, port: int,
+                     tls: ssl.SSLContext | None) -> tuple[int, asyncio.Future | None]:
     await asyncio.wait_for(check_sock_api(loop), SELF_CHECK_TIMEOUT)
     listener = listening_socket(port)
     return listener.getsockname()[1], loop.create_task(serve_sock(loop, listener))
 
 
-async def start_http(loop: Loop, port: int) -> tuple[int, asyncio.Future | None]:
-    server = await loop.create_server(HttpHelloProtocol, "127.0.0.1", port, backlog=BACKLOG)
+async def start_http(loop: Loop, port: int,
+                     tls: ssl.SSLContext | None) -> tuple[int, asyncio.Future | None]:
+    server = await loop.create_server(HttpHelloProtocol, "127.0.0.1", port, backlog=BACKLOG,
+                                      ssl=tls)
     return server.sockets[0].getsockname()[1], None
 
 
-#: A style's start-up: listen on the port (0: any), return the port and the task that
-#: serves, if the style has one (None: the loop's server serves).
-Starter = Callable[[Loop, int], Awaitable[tuple[int, "asyncio.Future | None"]]]
+#: A style's start-up: listen on the port (0: any), with TLS when given a context;
+#: return the port and the task that serves, if the style has one (None: the
+#: loop's server serves).
+Starter = Callable[[Loop, int, "ssl.SSLContext | None"],
+                   Awaitable[tuple[int, "asyncio.Future | None"]]]
 #: What each style needs from the loop (shown when it is unsupported) and its starter.
 STYLES: dict[str, tuple[str, Starter]] = {
     "protocol": ("loop.create_server", start_protocol),
     "streams": ("asyncio.start_server (loop.create_server)", start_streams),
     "sock": ("loop.sock_accept/sock_recv/sock_sendall", start_sock),
     "http": ("loop.create_server", start_http),
+    "https": ("loop.create_server(ssl=...)", start_http),
+    "tls-echo": ("loop.create_server(ssl=...)", start_protocol),
 }
+#: The styles that serve over TLS.
+TLS_STYLES = ("https", "tls-echo")
+
+
+def make_certificate(directory: str) -> tuple[str, str]:
+    """(cert.pem, key.pem) in ``directory``: a self-signed ECDSA P-256 certificate
+    for localhost, made with the ``openssl`` command (SystemExit without it)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise SystemExit("the TLS benchmarks need the openssl command")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The servers' TLS context: Python's defaults for a server, this certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def raise_fd_limit() -> None:
@@ -210,7 +248,7 @@ def report(key: str, reason: str) -> None:
     print(json.dumps({key: reason}), flush=True)
 
 
-def serve(loop_name: str, style: str, port: int) -> int:
+def serve(loop_name: str, style: str, port: int, tls: ssl.SSLContext | None = None) -> int:
     """Run the server until killed; the process's exit status."""
     try:
         factory, _version = load_loop_factory(loop_name)
@@ -221,7 +259,7 @@ def serve(loop_name: str, style: str, port: int) -> int:
     loop = factory()
     asyncio.set_event_loop(loop)
     try:
-        bound, serving = loop.run_until_complete(start(loop, port))
+        bound, serving = loop.run_until_complete(start(loop, port, tls))
     except NotImplementedError as exc:
         report("unsupported", f"{loop_name} lacks {needs}" + (f": {exc}" if str(exc) else ""))
         return EXIT_UNSUPPORTED
@@ -242,14 +280,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loop", required=True, choices=LOOP_NAMES)
     parser.add_argument("--style", required=True, choices=list(STYLES))
     parser.add_argument("--port", type=int, default=0, help="0 (default): a free port")
+    parser.add_argument("--cert", help="TLS styles: the certificate chain (PEM)")
+    parser.add_argument("--key", help="TLS styles: the private key (PEM)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks.servers``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    tls = None
+    if args.style in TLS_STYLES:
+        if not (args.cert and args.key):
+            parser.error(f"--style {args.style} needs --cert and --key")
+        tls = server_tls_context(args.cert, args.key)
     raise_fd_limit()
-    return serve(args.loop, args.style, args.port)
+    return serve(args.loop, args.style, args.port, tls)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""TLS cost per loop: echo round trips and handshakes, client and server on one loop.
+"""TLS cost per loop: echo round trips, handshakes, memory per idle TLS connection.
 
-``python -m benchmarks.tls [--repeat R] [--seconds S] [--markdown]``
+``python -m benchmarks.tls [--repeat R] [--seconds S] [--idle-connections N] [--markdown]``
 
 The C load generator of ``benchmarks.echo`` speaks no TLS, and a Python TLS
 client in another process would be the bottleneck. So each run is one child
@@ -10,14 +10,20 @@ clients (``create_connection(ssl=...)``) that each send a message, wait for
 all of it to come back and send the next, for ``--seconds``. Every TLS record
 is therefore encrypted and decrypted by the loop under test, twice per round
 trip; the figure is the loop's whole TLS stack (uvloop: its own Cython
-SSLProtocol; phaseloop and asyncio: asyncio's ``sslproto``) plus its
-transports. The handshake line opens, handshakes (ECDSA P-256, TLS 1.3)
-and closes one connection at a time.
+SSLProtocol; phaseloop: its compiled SSLTransport; asyncio: ``sslproto``)
+plus its transports. The handshake line opens, handshakes (ECDSA P-256,
+TLS 1.3) and closes one connection at a time.
 
 Reported per point: round trips (or handshakes) per second, the child's CPU
 time per operation, the median over ``--repeat`` interleaved runs and the
 ratio to uvloop from the same run. The certificate is made at start with the
 ``openssl`` command.
+
+Memory per idle TLS connection: a ``benchmarks.servers --style tls-echo``
+server (pinned like the runs) gets 100 TLS connections (warm-up), then
+``--idle-connections`` more, opened and handshaken by this process with
+Python's blocking ``ssl`` sockets and never used; the figure is the server's
+RSS growth over the second batch divided by its size, once per loop.
 """
 from __future__ import annotations
 
@@ -25,17 +31,23 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
+import socket
 import ssl
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
+from benchmarks.echo import (IDLE_WARMUP, ServerUnavailable, open_fd_count,
+                             python_server_command, raise_fd_limit, settled_rss, start_server,
+                             stop_server, wait_until)
 from benchmarks.micro import (LoopMissing, format_rate, format_ratio, format_table,
                               load_loop_factory, pin_to_cpu)
+from benchmarks.servers import make_certificate, server_tls_context
 
 SIZES_KIB = (1, 64)
 POINTS = [f"echo {s} KiB" for s in SIZES_KIB] + ["handshake"]
@@ -85,10 +97,7 @@ class EchoClient(asyncio.Protocol):
 
 
 def contexts(cert: str, key: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert, key)
-    client = ssl.create_default_context(cafile=cert)
-    return server, client
+    return server_tls_context(cert, key), ssl.create_default_context(cafile=cert)
 
 
 async def echo_point(size: int, connections: int, seconds: float,
@@ -150,16 +159,62 @@ def child_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_certificate(directory: str) -> tuple[str, str]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise SystemExit("benchmarks.tls needs the openssl command")
-    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert],
-                   check=True, capture_output=True)
-    return cert, key
+def open_idle_tls_connections(port: int, count: int, client_ctx: ssl.SSLContext,
+                              clients: list[ssl.SSLSocket]) -> None:
+    """Add ``count`` handshaken TLS connections to ``clients`` (four threads: the
+    handshake releases the GIL)."""
+    def connect(_: int) -> ssl.SSLSocket:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+        return client_ctx.wrap_socket(raw, server_hostname="localhost")
+
+    with ThreadPoolExecutor(4) as pool:
+        clients.extend(pool.map(connect, range(count)))
+
+
+def measure_idle_memory(loop_name: str, count: int, cpu: int | None, cert: str,
+                        key: str) -> float:
+    """Bytes of server RSS per idle TLS connection, over ``count`` connections."""
+    server = start_server(python_server_command(loop_name, "tls-echo")
+                          + ["--cert", cert, "--key", key], cpu)
+    client_ctx = ssl.create_default_context(cafile=cert)
+    clients: list[ssl.SSLSocket] = []
+    try:
+        open_idle_tls_connections(server.port, IDLE_WARMUP, client_ctx, clients)
+        baseline = settled_rss(server.pid)
+        fds = open_fd_count(server.pid)
+        open_idle_tls_connections(server.port, count, client_ctx, clients)
+        wait_until(lambda: open_fd_count(server.pid) >= fds + count, 30,
+                   f"the server to hold {count} more connections")
+        return (settled_rss(server.pid, timeout=10.0) - baseline) / count
+    finally:
+        reset = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT left behind
+        for sock in clients:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
+            sock.close()
+        crashed = stop_server(server)
+        if crashed is not None:
+            raise RuntimeError(f"the {loop_name} server exited with {crashed}: "
+                               f"{server.error_text()}")
+
+
+def memory_rows(loops: Sequence[str], count: int, cpu: int | None, cert: str,
+                key: str) -> list[list[str]]:
+    """One row per loop: KiB per idle TLS connection, and its ratio to uvloop."""
+    measured: dict[str, float | str] = {}
+    for name in loops:
+        try:
+            measured[name] = measure_idle_memory(name, count, cpu, cert, key)
+        except (ServerUnavailable, RuntimeError, OSError) as exc:
+            measured[name] = f"error: {exc}"
+    base = measured.get("uvloop")
+    rows = []
+    for name, value in measured.items():
+        if isinstance(value, str):
+            rows.append([name, value, "-"])
+            continue
+        ratio = value / base if isinstance(base, float) and base > 0 else None
+        rows.append([name, f"{value / 1024:.2f}", format_ratio(ratio)])
+    return rows
 
 
 def run_child(loop_name: str, point: str, args: argparse.Namespace, cert: str, key: str) -> dict:
@@ -179,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per run")
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--idle-connections", type=int, default=10_000,
+                        help="idle TLS connections for the memory line; 0: skip it")
     parser.add_argument("--cpu", default="0", help="CPU to pin each run to; 'none': not pinned")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 0.2 s runs")
     parser.add_argument("--markdown", action="store_true")
@@ -191,6 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return child_main(args)
     if args.quick:
         args.repeat, args.seconds = 1, 0.2
+        args.idle_connections = min(args.idle_connections, 100)
+    if args.idle_connections:
+        limit = raise_fd_limit() - IDLE_WARMUP - 64
+        if args.idle_connections > limit:
+            print(f"RLIMIT_NOFILE allows {limit} idle connections, not {args.idle_connections}",
+                  file=sys.stderr)
+            args.idle_connections = max(limit, 0)
 
     loops = []
     for name in args.loops.split(","):
@@ -199,12 +263,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except LoopMissing as exc:
             print(f"skipping {name}: {exc}", file=sys.stderr)
     results: dict[tuple[str, str], list[dict]] = {(p, n): [] for p in POINTS for n, _ in loops}
+    cpu = None if args.cpu == "none" else int(args.cpu)
+    memory = []
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = make_certificate(tmp)
         for _ in range(args.repeat):
             for point in POINTS:
                 for name, _ in loops:
                     results[(point, name)].append(run_child(name, point, args, cert, key))
+        if args.idle_connections:
+            memory = memory_rows([name for name, _ in loops], args.idle_connections, cpu,
+                                 cert, key)
 
     print(f"_median of {args.repeat} run(s), {args.seconds:g} s each after a warm-up, client and "
           f"server on one loop in one process pinned to CPU {args.cpu}, {args.connections} "
@@ -225,6 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                          format_ratio(rate / base[0] if base else None),
                          format_ratio(cpu / base[1] if base else None)])
     print(format_table(header, rows, markdown=args.markdown))
+    if memory:
+        print(f"\nServer memory per idle TLS connection ({args.idle_connections:,} connections, "
+              f"RSS growth):\n")
+        print(format_table(["loop", "KiB/conn", "÷ uvloop"], memory, markdown=args.markdown))
     return 0
 
 

@@ -228,11 +228,20 @@ void pl_loop_free(pl_loop_t *loop)
 /* ---- the phases --------------------------------------------------------------- */
 
 /* Run the ready queue's snapshot: callbacks queued meanwhile wait for the
- * next drain. On a break the rest of the snapshot goes back to the front. */
-static int drain_ready(pl_loop_t *loop)
+ * next drain. On a break the rest of the snapshot goes back to the front.
+ * Every phase calls it after each callback, mostly on an empty queue: that
+ * test is inline, the drain is not. */
+static int drain_ready_batch(pl_loop_t *loop);
+
+static inline int drain_ready(pl_loop_t *loop)
 {
     if (loop->break_flag || pl_queue_empty(&loop->ready))
         return loop->break_flag;
+    return drain_ready_batch(loop);
+}
+
+static int drain_ready_batch(pl_loop_t *loop)
+{
     pl_queue_t batch;
     uint64_t n = 0;
     pl_queue_move(&loop->ready, &batch);
@@ -247,6 +256,7 @@ static int drain_ready(pl_loop_t *loop)
         }
     }
     loop->stats.callbacks[PL_PHASE_READY] += n;
+    loop->ncallbacks += n;
     if (n > loop->stats.ready_max)
         loop->stats.ready_max = n;
     return loop->break_flag;
@@ -256,19 +266,28 @@ static int drain_ready(pl_loop_t *loop)
  * starts with a drain: a callback queued by the last drain of the phase
  * before runs ahead of this phase's callbacks, as a microtask queued in a
  * Node callback runs before the next phase (and a callback that drain
- * queues here runs in this phase). */
-static int run_queue(pl_loop_t *loop, pl_queue_t *q, int phase)
+ * queues here runs in this phase). Most iterations find most queues and
+ * hook lists empty: those tests are inline. */
+static int run_queue_batch(pl_loop_t *loop, pl_queue_t *q, int phase);
+
+static inline int run_queue(pl_loop_t *loop, pl_queue_t *q, int phase)
 {
     if (drain_ready(loop))
         return 1;
     if (pl_queue_empty(q))
         return 0;
+    return run_queue_batch(loop, q, phase);
+}
+
+static int run_queue_batch(pl_loop_t *loop, pl_queue_t *q, int phase)
+{
     pl_queue_t batch;
     pl_queue_move(q, &batch);
     while (!pl_queue_empty(&batch)) {
         pl_callback_t *cb = pl_container_of(batch.next, pl_callback_t, node);
         pl_queue_remove(&cb->node);
         loop->stats.callbacks[phase]++;
+        loop->ncallbacks++;
         cb->fn(loop, cb);
         if (drain_ready(loop)) {
             pl_queue_prepend(q, &batch);
@@ -280,12 +299,19 @@ static int run_queue(pl_loop_t *loop, pl_queue_t *q, int phase)
 
 /* Run each hook of a list once, after a drain as run_queue. A hook started
  * meanwhile waits for the next iteration; one stopped meanwhile is skipped. */
-static int run_hooks(pl_loop_t *loop, pl_queue_t *list, int phase)
+static int run_hooks_list(pl_loop_t *loop, pl_queue_t *list, int phase);
+
+static inline int run_hooks(pl_loop_t *loop, pl_queue_t *list, int phase)
 {
     if (drain_ready(loop))
         return 1;
     if (pl_queue_empty(list))
         return 0;
+    return run_hooks_list(loop, list, phase);
+}
+
+static int run_hooks_list(pl_loop_t *loop, pl_queue_t *list, int phase)
+{
     pl_queue_t todo;
     pl_queue_move(list, &todo);
     while (!pl_queue_empty(&todo)) {
@@ -293,6 +319,7 @@ static int run_hooks(pl_loop_t *loop, pl_queue_t *list, int phase)
         pl_queue_remove(&h->node);
         pl_queue_insert_tail(list, &h->node);
         loop->stats.callbacks[phase]++;
+        loop->ncallbacks++;
         h->fn(loop, h);
         if (drain_ready(loop)) {
             while (!pl_queue_empty(&todo)) {
@@ -365,6 +392,7 @@ static int dispatch_events(pl_loop_t *loop, int n)
         if (revents == 0)
             continue;
         loop->stats.callbacks[PL_PHASE_POLL]++;
+        loop->ncallbacks++;
         io->fn(loop, io, revents);
         if (loop->break_flag)
             break;
@@ -378,21 +406,61 @@ static int dispatch_events(pl_loop_t *loop, int n)
     return loop->break_flag;
 }
 
+/* A wait that may block runs between the runtime's before_wait and
+ * after_wait (the binding releases the GIL there). When the last poll found
+ * events the loop is likely busy: it first tries a poll that cannot block,
+ * without the hooks, and waits only if that finds nothing. Under callgrind
+ * the hooks (a GIL release and retake) cost ~370 instructions per
+ * iteration, 7% of an add_reader round trip. A try that finds nothing is
+ * a syscall wasted, the common case when the peers share the loop's core
+ * (a benchmark client pinned with the server): after one, the loop skips
+ * the try for 1, 2, 4 ... up to PL_BUSY_POLLS polls, and a try that finds
+ * events starts that over. Every PL_BUSY_POLLS-th poll releases the runtime
+ * anyway, so that a busy loop whose callbacks run no Python still lets
+ * other threads in between iterations. */
+#define PL_BUSY_POLLS 64
+
+static inline int probe_first(pl_loop_t *loop)
+{
+    if (!loop->polled_events)
+        return 0;
+    if (loop->probe_skip > 0) {
+        loop->probe_skip--;
+        return 0;
+    }
+    return ++loop->busy_polls < PL_BUSY_POLLS;
+}
+
 static int run_poll(pl_loop_t *loop, int timeout_ms)
 {
-    int blocking = timeout_ms != 0;
-    uint64_t before = 0;
-    if (blocking) {
-        before = pl_clock_ns();
+    int n = 0;
+    if (timeout_ms != 0 && probe_first(loop)) {
+        loop->probes++;
+        n = backend_wait(loop, 0);
+        if (n != 0) {
+            loop->probe_backoff = 1;
+        } else {
+            loop->probe_skip = loop->probe_backoff ? loop->probe_backoff : 1;
+            loop->probe_backoff = loop->probe_skip < PL_BUSY_POLLS ? 2 * loop->probe_skip
+                                                                  : PL_BUSY_POLLS;
+        }
+    }
+    if (n == 0 && timeout_ms != 0) {
+        loop->busy_polls = 0;
+        uint64_t before = pl_clock_ns();
         if (loop->rt.before_wait)
             loop->rt.before_wait(loop);
-    }
-    int n = backend_wait(loop, timeout_ms);
-    if (blocking && loop->rt.after_wait)
-        loop->rt.after_wait(loop);
-    pl_loop_update_time(loop);
-    if (blocking)
+        n = backend_wait(loop, timeout_ms);
+        if (loop->rt.after_wait)
+            loop->rt.after_wait(loop);
+        pl_loop_update_time(loop);
         loop->stats.idle_ns += loop->now - before;
+    } else if (timeout_ms == 0) {
+        n = backend_wait(loop, 0);
+    }
+    /* Without a wait the clock is read once the callbacks have run (the
+     * poll phase's timing, which also refreshes the loop's time). */
+    loop->polled_events = n > 0;
     if (n == -EINTR) {
         if (loop->rt.on_interrupt)
             loop->rt.on_interrupt(loop);
@@ -419,8 +487,17 @@ static int run_check(pl_loop_t *loop)
  * armed by a timer callback runs in the next iteration even when it is
  * already due. The set lives in the loop: timers a break leaves unrun stay
  * there, and the next timers phase merges the newly due among them by
- * (deadline, seq). */
-static int run_timers(pl_loop_t *loop)
+ * (deadline, seq). Most iterations have nothing due: that test is inline. */
+static int run_due_timers(pl_loop_t *loop);
+
+static inline int run_timers(pl_loop_t *loop)
+{
+    if (loop->ndue == 0 && (loop->heap_len == 0 || loop->heap[0]->deadline > loop->now))
+        return drain_ready(loop);
+    return run_due_timers(loop);
+}
+
+static int run_due_timers(pl_loop_t *loop)
 {
     pl_timer_t *t;
     if (drain_ready(loop))
@@ -429,6 +506,7 @@ static int run_timers(pl_loop_t *loop)
         pl__timer_add_due(loop, t);
     while ((t = pl__timer_take_due(loop)) != NULL) {
         loop->stats.callbacks[PL_PHASE_TIMERS]++;
+        loop->ncallbacks++;
         t->fn(loop, t);
         if (drain_ready(loop))
             return 1;
@@ -436,13 +514,20 @@ static int run_timers(pl_loop_t *loop)
     return 0;
 }
 
-/* Charge the time since *mark to a phase; two clock reads a phase are the
- * whole cost of loop.metrics()'s timings. */
-static inline void phase_done(pl_loop_t *loop, int phase, uint64_t *mark)
+/* Charge the time since *mark to a phase: loop.metrics()'s timings. A
+ * phase that ran no callback took next to no time and reads no clock (its
+ * few nanoseconds go to the next phase that does); the poll phase always
+ * does, its wait is in it. The reading is also the loop's time: the last
+ * one follows the last callback, so the timers phase needs no clock read
+ * of its own (timers may fire nanoseconds late, never early). */
+static inline void phase_done(pl_loop_t *loop, int phase, uint64_t *mark, uint64_t *calls)
 {
+    if (loop->ncallbacks == *calls && phase != PL_PHASE_POLL)
+        return;
+    *calls = loop->ncallbacks;
     uint64_t now = pl_clock_ns();
     loop->stats.phase_ns[phase] += now - *mark;
-    *mark = now;
+    *mark = loop->now = now;
 }
 
 int pl_loop_run(pl_loop_t *loop, pl_run_mode mode)
@@ -452,43 +537,42 @@ int pl_loop_run(pl_loop_t *loop, pl_run_mode mode)
         return -ECHILD;
     loop->break_flag = 0;
     pl_loop_update_time(loop);
-    uint64_t start = loop->now, mark = start;
+    uint64_t start = loop->now, mark = start, calls = loop->ncallbacks;
     loop->run_start = start;
     /* As Node starts: microtasks queued before the run, then due timers. */
     if (mode == PL_RUN_DEFAULT && ((r = drain_ready(loop)) != 0 || (r = run_timers(loop)) != 0))
         goto out;
     for (;;) {
         r = drain_ready(loop);
-        phase_done(loop, PL_PHASE_READY, &mark);
+        phase_done(loop, PL_PHASE_READY, &mark, &calls);
         if (r != 0)
             break;
         r = run_queue(loop, &loop->pending, PL_PHASE_PENDING);
-        phase_done(loop, PL_PHASE_PENDING, &mark);
+        phase_done(loop, PL_PHASE_PENDING, &mark, &calls);
         if (r != 0)
             break;
         r = run_hooks(loop, &loop->idle_hooks, PL_PHASE_IDLE);
-        phase_done(loop, PL_PHASE_IDLE, &mark);
+        phase_done(loop, PL_PHASE_IDLE, &mark, &calls);
         if (r != 0)
             break;
         r = run_hooks(loop, &loop->prepare_hooks, PL_PHASE_PREPARE);
-        phase_done(loop, PL_PHASE_PREPARE, &mark);
+        phase_done(loop, PL_PHASE_PREPARE, &mark, &calls);
         if (r != 0)
             break;
         r = run_poll(loop, poll_timeout_ms(loop, mode));
-        phase_done(loop, PL_PHASE_POLL, &mark);
+        phase_done(loop, PL_PHASE_POLL, &mark, &calls);
         if (r != 0)
             break;
         r = run_check(loop);
-        phase_done(loop, PL_PHASE_CHECK, &mark);
+        phase_done(loop, PL_PHASE_CHECK, &mark, &calls);
         if (r != 0)
             break;
         r = run_queue(loop, &loop->closing, PL_PHASE_CLOSE);
-        phase_done(loop, PL_PHASE_CLOSE, &mark);
+        phase_done(loop, PL_PHASE_CLOSE, &mark, &calls);
         if (r != 0)
             break;
-        pl_loop_update_time(loop);
         r = run_timers(loop);
-        phase_done(loop, PL_PHASE_TIMERS, &mark);
+        phase_done(loop, PL_PHASE_TIMERS, &mark, &calls);
         if (r != 0)
             break;
         loop->stats.iterations++;

@@ -53,6 +53,16 @@ struct pl_loop {
 
     int stop_flag;
     int break_flag;
+    int polled_events;            /* the last poll found events: try the next
+                                     without releasing the runtime first */
+    int busy_polls;               /* polls in a row that did not release it */
+    int probe_skip;               /* polls left before the next try (after a
+                                     try that found nothing) */
+    int probe_backoff;            /* the skip after the next try that finds
+                                     nothing: 1, 2, 4 ... PL_BUSY_POLLS */
+    uint64_t probes;              /* tries made (the core's tests count them) */
+    uint64_t ncallbacks;          /* callbacks run so far: a phase that ran
+                                     none reads no clock */
     int64_t wait_cap_ns;
     pid_t pid;                    /* creator: a forked child must not poll */
 

@@ -3,12 +3,16 @@
 `loop` is parametrized over the two loops under test (`phaseloop` and
 `asyncio`, the stdlib's default selector loop).  A test that needs a
 phaseloop-only API (call_immediate, add_idle, metrics...) takes
-`phase_loop` instead.
+`phase_loop` instead. The TLS tests take `certificate`, `server_ctx` and
+`client_ctx`.
 """
 import asyncio
 import gc
 import resource
+import shutil
 import socket
+import ssl
+import subprocess
 
 import pytest
 
@@ -98,3 +102,35 @@ def primaries():
         p.close()
     for p in started:   # a primary killed by a signal could not reap its workers
         assert_gone(p.worker_pids(), orphans=p.proc.returncode < 0)
+
+
+# ---- TLS: a self-signed certificate for localhost/127.0.0.1, made once per session
+# with the `openssl` command (the tests that use it fail where it is missing).
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """(cert.pem, key.pem) of a self-signed EC certificate for localhost."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("the TLS tests need the openssl command (apt-get install openssl)")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30)
+    return str(cert), str(key)
+
+
+@pytest.fixture
+def server_ctx(certificate):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*certificate)
+    return ctx
+
+
+@pytest.fixture
+def client_ctx(certificate):
+    return ssl.create_default_context(cafile=certificate[0])

@@ -6,7 +6,8 @@
  * drain). Also: break and stop, the run modes and the wait cap, wakeups
  * from another thread, fd watcher errors and removal mid-batch, fork,
  * taking everything back from a loop. Public API only, but for the
- * wakeup fd (loop_internal.h), to count the writes a burst of wakeups made. */
+ * wakeup fd (loop_internal.h), to count the writes a burst of wakeups made,
+ * and the count of polls tried before waiting. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -23,7 +24,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "loop_internal.h" /* only for the wakeup fd, in wakeup_writes */
+#include "loop_internal.h" /* the wakeup fd (wakeup_writes), the poll tries (probes) */
 
 /* ---- the log ------------------------------------------------------------------ */
 
@@ -1173,6 +1174,91 @@ static void test_runtime_hooks_and_interrupt(void)
     pl_loop_free(loop);
 }
 
+/* A loop whose polls keep finding events polls without the runtime's hooks
+ * (the binding's GIL stays held), but still calls them every 64th poll so
+ * that other threads get in; a poll that finds nothing waits with them. */
+static void on_always_readable(pl_loop_t *loop, pl_io_t *io, unsigned revents)
+{
+    (void)loop;
+    (void)io;
+    CHECK(revents & PL_READABLE);
+}
+
+/* A loop with the runtime hooks rt, watching the read end of a new pipe p
+ * with fn (the tests of the poll's tries). */
+static pl_loop_t *loop_watching_pipe(const pl_runtime_t *rt, pl_io_t *io, int p[2], pl_io_fn fn)
+{
+    pl_loop_t *loop = pl_loop_new(rt);
+    CHECK(loop != NULL);
+    make_pipe(p);
+    pl_io_init(io, p[0], fn, NULL);
+    CHECK_EQ(pl_io_set(loop, io, PL_READABLE), 0);
+    return loop;
+}
+
+static void free_loop_and_pipe(pl_loop_t *loop, pl_io_t *io, int p[2])
+{
+    CHECK_EQ(pl_io_set(loop, io, 0), 0);
+    close(p[0]);
+    close(p[1]);
+    pl_loop_free(loop);
+}
+
+static void test_busy_polls_keep_the_runtime(void)
+{
+    pl_runtime_t rt = {on_before_wait, on_after_wait, on_interrupt, NULL};
+    pl_io_t io;
+    int p[2];
+    pl_loop_t *loop = loop_watching_pipe(&rt, &io, p, on_always_readable);
+    write_byte(p[1]);                    /* never read: readable at every poll */
+    waits_before = waits_after = 0;
+    for (int i = 0; i < 128; i++)
+        CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
+    /* The first poll (nothing found before it) and the 65th waited with the
+     * hooks; the other 126 found the fd ready without them. */
+    CHECK_EQ(waits_before, 2);
+    CHECK_EQ(waits_after, 2);
+    char buf[4];
+    CHECK_EQ(read(p[0], buf, sizeof buf), 1);
+    pl_loop_set_wait_cap(loop, 1000000ll);
+    CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);   /* nothing ready: it waits */
+    CHECK_EQ(waits_before, 3);
+    free_loop_and_pipe(loop, &io, p);
+}
+
+/* When the try before the wait keeps finding nothing (the peer runs only
+ * while the loop waits, as when both are pinned to one core), the loop
+ * tries less and less often: after 1, 2, 4, 8 ... polls without one. Here
+ * the peer is the before_wait hook, which writes the byte the wait finds. */
+static int peer_wfd = -1;
+static void write_before_wait(pl_loop_t *loop) { (void)loop; waits_before++; write_byte(peer_wfd); }
+
+static void on_drain(pl_loop_t *loop, pl_io_t *io, unsigned revents)
+{
+    char buf[16];
+    (void)loop;
+    CHECK(revents & PL_READABLE);
+    while (read(io->fd, buf, sizeof buf) > 0) {
+    }
+}
+
+static void test_tries_that_find_nothing_back_off(void)
+{
+    pl_runtime_t rt = {write_before_wait, NULL, NULL, NULL};
+    pl_io_t io;
+    int p[2];
+    pl_loop_t *loop = loop_watching_pipe(&rt, &io, p, on_drain);
+    peer_wfd = p[1];
+    waits_before = 0;
+    for (int i = 0; i < 21; i++)
+        CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
+    CHECK_EQ(waits_before, 21);             /* every poll waited for the peer */
+    /* Tries in polls 2, 4, 7, 12 and 21: 1, 2, 4 and 8 polls skipped between. */
+    CHECK_EQ(loop->probes, 5u);
+    peer_wfd = -1;
+    free_loop_and_pipe(loop, &io, p);
+}
+
 /* ---- fd watchers --------------------------------------------------------------------- */
 
 static void test_io_set_errors(void)
@@ -1425,6 +1511,8 @@ int main(void)
     RUN(test_wakeup_from_thread);
     RUN(test_wakeup_burst_coalesced);
     RUN(test_runtime_hooks_and_interrupt);
+    RUN(test_busy_polls_keep_the_runtime);
+    RUN(test_tries_that_find_nothing_back_off);
     RUN(test_io_set_errors);
     RUN(test_remove_watcher_mid_batch);
     RUN(test_reused_fd_mid_batch);

@@ -14,7 +14,7 @@ and ``run_once``. See docs/phases.md for the order of one iteration.
 from __future__ import annotations
 
 from .loop import (BACKEND, DatagramTransport, Handle, Loop, PhaseHook, ReadPipeTransport,
-                   Server, SocketTransport, SubprocessTransport, TimerHandle,
+                   Server, SocketTransport, SSLTransport, SubprocessTransport, TimerHandle,
                    WritePipeTransport)
 from .factory import Policy, new_event_loop, off_new_loop, on_new_loop, run
 from .metrics import (EventLoopDelayMonitor, EventLoopUtilization, event_loop_utilization,
@@ -23,7 +23,7 @@ from . import errors  # noqa: F401  (phaseloop.errors after a plain `import phas
 
 __all__ = ["BACKEND", "DatagramTransport", "EventLoopDelayMonitor", "EventLoopUtilization",
            "Handle", "Loop", "PhaseHook", "Policy", "ReadPipeTransport", "Server",
-           "SocketTransport", "SubprocessTransport", "TimerHandle", "WritePipeTransport",
-           "event_loop_utilization", "monitor_event_loop_delay", "new_event_loop",
-           "off_new_loop", "on_new_loop", "run"]
+           "SSLTransport", "SocketTransport", "SubprocessTransport", "TimerHandle",
+           "WritePipeTransport", "event_loop_utilization", "monitor_event_loop_delay",
+           "new_event_loop", "off_new_loop", "on_new_loop", "run"]
 __version__ = "0.1.0"

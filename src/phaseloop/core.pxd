@@ -125,6 +125,19 @@ cdef extern from "phaseloop.h":
 cdef extern from "Python.h":
     ctypedef struct PyThreadState:
         pass
+    ctypedef struct PyObject
+    # Returns NULL with the exception set: the caller checks (Handle._run).
+    PyObject *PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf,
+                                  PyObject *kwnames)
+    PyObject **PySequence_Fast_ITEMS(object o)
+    void Py_DECREF_raw "Py_DECREF"(PyObject *o)
+    # A bytes object to fill in place, then cut to size (the TLS layer
+    # decrypts into it); both return NULL / -1 with the exception set.
+    PyObject *PyBytes_FromStringAndSize_raw "PyBytes_FromStringAndSize"(const char *v,
+                                                                         Py_ssize_t n)
+    int _PyBytes_Resize_raw "_PyBytes_Resize"(PyObject **s, Py_ssize_t n)
+    void PyErr_Fetch(PyObject **t, PyObject **v, PyObject **tb)
+    void PyErr_Restore(PyObject *t, PyObject *v, PyObject *tb)
     PyThreadState *PyEval_SaveThread()
     void PyEval_RestoreThread(PyThreadState *)
     int PyContext_Enter(object ctx) except -1

@@ -6,6 +6,7 @@
 
 cimport cython
 from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.weakref cimport PyWeakref_NewRef
 from libc.stdint cimport uint64_t, int64_t
 from libc.math cimport isnan, isinf, ceil, floor
@@ -66,6 +67,7 @@ include "io.pxi"
 include "signals.pxi"
 include "sockets.pxi"
 include "transports.pxi"
+include "tls_transport.pxi"
 include "server.pxi"
 include "tcp.pxi"
 include "unix.pxi"
@@ -147,6 +149,7 @@ cdef class _Loop:
     cdef SignalWakeup _signal_wakeup
     cdef object _current_handle
     cdef char *_read_buf                  # one read buffer for every stream transport
+    cdef _ByteWindow _tls_window          # TLS: a window on _read_buf (tls_transport.pxi)
     cdef dict _transports                 # fd -> weakref to its transport, as asyncio's
     cdef readonly dict _unix_server_paths # listening socket -> (path, inode) to unlink
     cdef readonly set _child_pidfds       # pidfds of children not yet reaped

@@ -8,8 +8,10 @@
 # writev per writable event. Flow control as asyncio's (high 64 KiB, low
 # 16 KiB, pause_writing/resume_writing once per crossing).
 # Read path: one 256 KiB read buffer per loop, or the protocol's own buffer
-# for a BufferedProtocol. connection_lost runs exactly once, as a ready
-# callback (asyncio's call_soon), and only then is the fd closed.
+# for a BufferedProtocol; under an SSLTransport (tls_transport.pxi) the
+# ciphertext read into the loop's buffer goes to it at C level.
+# connection_lost runs exactly once, as a ready callback (asyncio's
+# call_soon), and only then is the fd closed.
 #
 # While its watcher is armed the loop owns a reference to the transport, as
 # asyncio's selector owns the reader's handle: a transport that reads or
@@ -19,6 +21,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdlib cimport malloc, free
 
+import _socket as _socket_c
 from asyncio import protocols as _protocols
 from asyncio import transports as _aio_transports_mod
 from asyncio import trsock as _trsock
@@ -305,6 +308,7 @@ cdef class _StreamTransport(_FdTransport):
     cdef Py_ssize_t _whead          # ...from this index...
     cdef Py_ssize_t _woff           # ...and this offset in the first one
     cdef object _empty_waiter
+    cdef SSLTransport _tls          # the protocol, when it is phaseloop's TLS layer
 
     cdef _setup(self, _Loop loop, sock, int fd, int kind, protocol, dict extra, server):
         self._kind = kind
@@ -330,6 +334,12 @@ cdef class _StreamTransport(_FdTransport):
 
     cdef _set_protocol(self, protocol):
         self._protocol = protocol
+        if type(protocol) is SSLTransport:
+            self._tls = <SSLTransport>protocol
+            self._buffered = False
+            self._data_received = None
+            return
+        self._tls = None
         self._buffered = isinstance(protocol, _protocols.BufferedProtocol)
         # A write pipe's protocol has no data_received; a reading one that
         # lacks it fails when data comes, as on asyncio.
@@ -362,9 +372,13 @@ cdef class _StreamTransport(_FdTransport):
             return 0
         if n == 0:
             return self._on_eof()
-        data = PyBytes_FromStringAndSize(self._loop._read_buf, n)
+        if self._tls is None:
+            data = PyBytes_FromStringAndSize(self._loop._read_buf, n)
         try:
-            if self._data_received is None:
+            if self._tls is not None:
+                # Ciphertext: the TLS layer copies it into its BIO, no bytes object.
+                self._tls._receive(self._loop._read_buf, n)
+            elif self._data_received is None:
                 self._protocol.data_received(data)   # raises AttributeError, as on asyncio
             else:
                 self._data_received(data)
@@ -461,9 +475,6 @@ cdef class _StreamTransport(_FdTransport):
     # ---- writing ------------------------------------------------------------------
 
     def write(self, data):
-        cdef Py_buffer view
-        cdef ssize_t n = 0
-        cdef int err
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data argument must be a bytes-like object, '
                             f'not {type(data).__name__!r}')
@@ -471,26 +482,33 @@ cdef class _StreamTransport(_FdTransport):
             raise RuntimeError('Cannot call write() after write_eof()')
         if self._empty_waiter is not None:
             raise RuntimeError('unable to write; sendfile is in progress')
+        self._send(data)
+
+    cdef int _send(self, data) except -1:
+        """write() after its checks; the TLS layer calls it with its records."""
+        cdef Py_buffer view
+        cdef ssize_t n = 0
+        cdef int err
         if self._conn_lost or (self._kind == _WRITE_PIPE and self._closing):
             if self._conn_lost >= _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning('socket.send() raised exception.' if self._kind == _SOCKET else
                                'pipe closed by peer or os.write(pipe, data) raised exception.')
             self._conn_lost += 1
-            return
+            return 0
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
             if view.len == 0:
-                return
+                return 0
             if self._wsize == 0:
                 n = c_write(self._fd, view.buf, <size_t>view.len)
                 if n < 0:
                     err = errno_value()
                     if not _would_block(err):
                         self._write_error(_os_error(err))
-                        return
+                        return 0
                     n = 0
                 if n == view.len:
-                    return
+                    return 0
             if self._wbuf is None:
                 self._wbuf = []
             if type(data) is bytes:
@@ -504,6 +522,7 @@ cdef class _StreamTransport(_FdTransport):
             PyBuffer_Release(&view)
         self._update_events()
         self._maybe_pause_protocol()
+        return 0
 
     def writelines(self, list_of_data):
         self.write(b''.join(list_of_data))
@@ -724,11 +743,19 @@ _SocketTransportFacade.__name__ = _SocketTransportFacade.__qualname__ = 'SocketT
 _SocketTransportFacade.__module__ = 'phaseloop'
 
 
+# socket.socket's family and type properties wrap the C values in enums,
+# in Python: 2.4 us of every connection's set-up; the C ones are ints.
+cdef object _c_sock_family = _socket_c.socket.family
+cdef object _c_sock_type = _socket_c.socket.type
+
+
 cdef SocketTransport _new_socket_transport(_Loop loop, sock, protocol, waiter, dict extra, server):
     cdef SocketTransport t = SocketTransport.__new__(SocketTransport)
+    cdef int family = _c_sock_family.__get__(sock)
     if extra is None:
         extra = {}
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM \
+    if (family == socket.AF_INET or family == socket.AF_INET6) \
+            and _c_sock_type.__get__(sock) == socket.SOCK_STREAM \
             and sock.proto == socket.IPPROTO_TCP:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     t._setup(loop, sock, sock.fileno(), _SOCKET, protocol, extra, server)

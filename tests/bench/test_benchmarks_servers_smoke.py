@@ -115,14 +115,18 @@ def test_load_generator_rejects_a_wrong_echo():
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk")
 @pytest.mark.skipif(importlib.util.find_spec("httptools") is None, reason="needs httptools")
-def test_quick_http_run_on_asyncio(tmp_path):
+@pytest.mark.parametrize("loop_name, tls", [("asyncio", False), ("phaseloop", True)],
+                         ids=["http-asyncio", "https-phaseloop"])
+def test_quick_http_run(tmp_path, loop_name, tls):
+    if tls and shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
     json_path = tmp_path / "http.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.http", "--quick", "--loops", "asyncio",
-         "--json", str(json_path), *scheduling_args()],
+        [sys.executable, "-m", "benchmarks.http", "--quick", "--loops", loop_name,
+         "--json", str(json_path), *scheduling_args(), *(["--tls"] if tls else [])],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = [line for line in done.stdout.splitlines() if line.split()[:1] == ["asyncio"]]
+    rows = [line for line in done.stdout.splitlines() if line.split()[:1] == [loop_name]]
     assert len(rows) == 1 and "error" not in rows[0], done.stdout
-    result = json.loads(json_path.read_text())["results"]["asyncio"]
+    result = json.loads(json_path.read_text())["results"][loop_name]
     assert result["status"] == "ok" and result["median"]["rps"] > 0, result

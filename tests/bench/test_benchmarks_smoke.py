@@ -21,6 +21,7 @@ EXPECTED_BENCHMARKS = (
     "future_result",
     "call_soon_threadsafe",
     "create_task",
+    "add_reader_pingpong",
 )
 
 

@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/tls.py: a quick run must report every point.
+"""Smoke test of benchmarks/tls.py: a quick run must report every point, and
+the memory per idle TLS connection.
 
 No assertion is about speed. The echo clients compare every byte that comes
 back, so a TLS path that corrupts or loses data fails the run.
@@ -27,3 +28,8 @@ def test_quick_tls_run_reports_every_point():
             row = re.compile(rf"^\s*{point}\s+{loop_name}\s+\S+k?\s+[0-9.]+\s")
             assert any(row.match(line) for line in done.stdout.splitlines()), \
                 f"no row for {point} on {loop_name}:\n{done.stdout}"
+    memory = done.stdout.partition("memory per idle TLS connection")[2]
+    for loop_name in ("phaseloop", "asyncio"):
+        row = re.compile(rf"^\s*{loop_name}\s+[0-9.]+\s")
+        assert any(row.match(line) for line in memory.splitlines()), \
+            f"no idle memory row for {loop_name}:\n{done.stdout}"

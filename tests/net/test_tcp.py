@@ -22,7 +22,8 @@ import sys
 
 import pytest
 
-from support.net import (HOST, UNREACHABLE, WAIT, Echo, MiB, Recorder, ServerSide,
+from support.net import (HOST, UNREACHABLE, WAIT, BlockWriter, Echo, FlowWriter, MiB, Recorder,
+                         ServerSide,
                          assert_fds_steady, close_server, closed_port, connected, digest,
                          payload, port_of, run, set_linger_zero)
 from support.loops import open_fd_count
@@ -256,27 +257,6 @@ def test_thousand_concurrent_connections(loop, many_fds):
 # ---- flow control ---------------------------------------------------------------------
 
 
-class FlowWriter(Recorder):
-    """Counts pause_writing/resume_writing and the buffer size at each call."""
-
-    def __init__(self):
-        super().__init__()
-        self.pauses = []
-        self.resumes = []
-        self.paused = False
-        self.resumed = None
-
-    def pause_writing(self):
-        self.paused = True
-        self.pauses.append(self.transport.get_write_buffer_size())
-
-    def resume_writing(self):
-        self.paused = False
-        self.resumes.append(self.transport.get_write_buffer_size())
-        if self.resumed is not None and not self.resumed.done():
-            self.resumed.set_result(None)
-
-
 def test_flow_control_pauses_once_per_crossing(loop):
     high, low, chunk = 64 * 1024, 16 * 1024, 16 * 1024
     sides = ServerSide(keep=False)
@@ -287,23 +267,13 @@ def test_flow_control_pauses_once_per_crossing(loop):
         transport.set_write_buffer_limits(high=high, low=low)
         reader = await sides.first_protocol()
         await reader.made
-        sha, total = hashlib.sha256(), 0
+        blocks = BlockWriter(transport, chunk)
         for cycle in range(1, 3):
             reader.transport.pause_reading()
-            while not writer.paused:
-                assert total < 64 * MiB, "pause_writing never came"
-                block = payload(chunk, seed=total)
-                transport.write(block)
-                sha.update(block)
-                total += chunk
-                await asyncio.sleep(0)
+            await blocks.write_until_paused(writer, 64 * MiB)
             assert len(writer.pauses) == cycle
             assert high < writer.pauses[-1] <= high + chunk
-            for _ in range(3):  # more writes while paused: no second pause
-                block = payload(chunk, seed=total)
-                transport.write(block)
-                sha.update(block)
-                total += chunk
+            blocks.write(3)  # more writes while paused: no second pause
             assert len(writer.pauses) == cycle
             assert transport.get_write_buffer_size() <= high + 4 * chunk
             writer.resumed = loop.create_future()
@@ -316,7 +286,7 @@ def test_flow_control_pauses_once_per_crossing(loop):
         transport.close()
         await writer.lost
         await close_server(server)
-        return reader.digest(), (total, sha.hexdigest()), writer
+        return reader.digest(), blocks.digest(), writer
 
     received, sent, writer = run(loop, main(), timeout=20)
     assert received == sent

@@ -1,60 +1,21 @@
 """TLS on the loop's transports: ssl= on endpoints, start_tls, timeouts.
 
-A self-signed certificate for localhost/127.0.0.1 is made once per session
-with the `openssl` command (the tests skip where it is missing).  On
-phaseloop and asyncio: echo integrity (length and SHA-256), extra info,
+The certificate fixtures (certificate, server_ctx, client_ctx) are in
+conftest.py. On phaseloop and asyncio: echo integrity (length and SHA-256), extra info,
 verification failures, handshake and shutdown timeouts, a closing client
 that does not wait for the shutdown timeout, streams, Unix sockets and
 connect_accepted_socket with ssl=.
 """
 import asyncio
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 
 import pytest
 
 from support.net import (HOST, MiB, Echo, Recorder, ServerSide, WAIT, assert_fds_steady,
                       close_server, digest, payload, port_of, run)
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory):
-    """(cert.pem, key.pem) of a self-signed EC certificate for localhost."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=30)
-    return str(cert), str(key)
-
-
-@pytest.fixture
-def server_ctx(certificate):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(*certificate)
-    return ctx
-
-
-@pytest.fixture
-def client_ctx(certificate):
-    return ssl.create_default_context(cafile=certificate[0])
-
-
-async def tls_pair(loop, server_ctx, client_ctx, server_factory=Echo,
-                   client_factory=Recorder, **client_kwargs):
-    server = await loop.create_server(server_factory, HOST, 0, ssl=server_ctx)
-    transport, proto = await loop.create_connection(
-        client_factory, HOST, port_of(server), ssl=client_ctx,
-        server_hostname="localhost", **client_kwargs)
-    return server, transport, proto
+from support.tls import tls_pair, tls_round_trip, tls_stream_pair
 
 
 @pytest.mark.parametrize("size", [1, 64 * 1024 + 1, 64 * MiB], ids=["1B", "64KiB+1", "64MiB"])
@@ -338,9 +299,7 @@ def test_streams_with_ssl(loop, server_ctx, client_ctx):
         writer.close()
 
     async def main():
-        server = await asyncio.start_server(handle, HOST, 0, ssl=server_ctx)
-        reader, writer = await asyncio.open_connection(
-            HOST, port_of(server), ssl=client_ctx, server_hostname="localhost")
+        server, reader, writer = await tls_stream_pair(handle, server_ctx, client_ctx)
         assert isinstance(writer.get_extra_info("ssl_object"), ssl.SSLObject)
         answers = []
         for line in (b"abc\n", b"hello tls\n", b"z" * 30000 + b"\n"):
@@ -357,23 +316,14 @@ def test_streams_with_ssl(loop, server_ctx, client_ctx):
 
 def test_many_tls_clients(loop, server_ctx, client_ctx):
 
-    async def one(port, i):
-        transport, proto = await loop.create_connection(
-            Recorder, HOST, port, ssl=client_ctx, server_hostname="localhost")
-        message = b"client %d" % i
-        transport.write(message)
-        await proto.received_at_least(len(message))
-        transport.close()
-        await proto.lost
-        return bytes(proto.data)
-
     async def main():
         server = await loop.create_server(Echo, HOST, 0, ssl=server_ctx)
-        answers = await asyncio.gather(*(one(port_of(server), i) for i in range(30)))
+        answers = await asyncio.gather(*(tls_round_trip(loop, port_of(server), client_ctx, i)
+                                         for i in range(30)))
         await close_server(server)
         return answers
 
-    assert run(loop, main(), timeout=20) == [b"client %d" % i for i in range(30)]
+    assert all(run(loop, main(), timeout=20))
 
 
 def test_tls_over_unix_sockets(loop, server_ctx, client_ctx, tmp_path):

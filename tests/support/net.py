@@ -169,3 +169,51 @@ async def close_server(server):
 
 #: An address nothing answers on (a multicast group: connect() fails at once).
 UNREACHABLE = ("224.0.0.1", 80)
+
+
+class FlowWriter(Recorder):
+    """Counts pause_writing/resume_writing and the buffer size at each call."""
+
+    def __init__(self):
+        super().__init__()
+        self.pauses = []
+        self.resumes = []
+        self.paused = False
+        self.resumed = None
+
+    def pause_writing(self):
+        self.paused = True
+        self.pauses.append(self.transport.get_write_buffer_size())
+
+    def resume_writing(self):
+        self.paused = False
+        self.resumes.append(self.transport.get_write_buffer_size())
+        if self.resumed is not None and not self.resumed.done():
+            self.resumed.set_result(None)
+
+
+class BlockWriter:
+    """Writes payload blocks to a transport and keeps the digest of all it wrote."""
+
+    def __init__(self, transport, chunk):
+        self.transport = transport
+        self.chunk = chunk
+        self.sha = hashlib.sha256()
+        self.total = 0
+
+    def write(self, count=1):
+        for _ in range(count):
+            block = payload(self.chunk, seed=self.total)
+            self.transport.write(block)
+            self.sha.update(block)
+            self.total += self.chunk
+
+    async def write_until_paused(self, writer, limit):
+        """Write a block per loop iteration until writer (a FlowWriter) is paused."""
+        while not writer.paused:
+            assert self.total < limit, "pause_writing never came"
+            self.write()
+            await asyncio.sleep(0)
+
+    def digest(self):
+        return self.total, self.sha.hexdigest()
