@@ -1,9 +1,10 @@
 /* loop.c — the phase loop: queues, hooks, fd watchers and pl_loop_run.
  *
  * pl_loop_run reads as the list of phases (docs/phases.md). Every phase
- * runs callbacks through run_one(), which drains the ready queue after the
- * callback, and every phase function returns non-zero once pl_loop_break
- * was called, leaving whatever it had not run queued for the next run. */
+ * starts with a drain of the ready queue and drains it again after each
+ * callback it runs (the poll phase: after its batch of I/O callbacks), and
+ * every phase function returns non-zero once pl_loop_break was called,
+ * leaving whatever it had not run queued for the next run. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -32,6 +33,11 @@ void pl_loop_stats(const pl_loop_t *loop, pl_stats_t *out)
         out->run_ns += pl_clock_ns() - loop->run_start;
 }
 
+void pl_callback_cancel(pl_callback_t *cb) { pl_queue_remove(&cb->node); }
+int pl_callback_queued(const pl_callback_t *cb) { return pl_queue_linked(&cb->node); }
+void pl_hook_stop(pl_hook_t *h) { pl_queue_remove(&h->node); }
+int pl_hook_active(const pl_hook_t *h) { return pl_queue_linked(&h->node); }
+
 void pl_callback_init(pl_callback_t *cb, pl_callback_fn fn, void *data)
 {
     pl_queue_init(&cb->node);
@@ -42,7 +48,7 @@ void pl_callback_init(pl_callback_t *cb, pl_callback_fn fn, void *data)
 void pl_ready_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->ready, &cb->node); }
 void pl_pending_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->pending, &cb->node); }
 void pl_poll_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->poll_queue, &cb->node); }
-void pl_check_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->check, &cb->node); }
+void pl_immediate_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->immediates, &cb->node); }
 void pl_closing_push(pl_loop_t *loop, pl_callback_t *cb) { pl_queue_insert_tail(&loop->closing, &cb->node); }
 
 size_t pl_ready_count(const pl_loop_t *loop)
@@ -102,6 +108,7 @@ pl_io_t *pl_io_lookup(const pl_loop_t *loop, int fd)
 
 static int watchers_reserve(pl_loop_t *loop, int fd)
 {
+    PL_ASSERT(fd >= 0);
     if (fd < loop->nwatchers)
         return 0;
     int n = loop->nwatchers ? loop->nwatchers : 64;
@@ -163,7 +170,7 @@ pl_loop_t *pl_loop_new(const pl_runtime_t *runtime)
     pl_queue_init(&loop->ready);
     pl_queue_init(&loop->pending);
     pl_queue_init(&loop->poll_queue);
-    pl_queue_init(&loop->check);
+    pl_queue_init(&loop->immediates);
     pl_queue_init(&loop->closing);
     pl_queue_init(&loop->idle_hooks);
     pl_queue_init(&loop->prepare_hooks);
@@ -212,7 +219,7 @@ void pl_loop_free(pl_loop_t *loop)
     queue_detach_all(&loop->ready);
     queue_detach_all(&loop->pending);
     queue_detach_all(&loop->poll_queue);
-    queue_detach_all(&loop->check);
+    queue_detach_all(&loop->immediates);
     queue_detach_all(&loop->closing);
     queue_detach_all(&loop->idle_hooks);
     queue_detach_all(&loop->prepare_hooks);
@@ -262,7 +269,7 @@ static int drain_ready_batch(pl_loop_t *loop)
     return loop->break_flag;
 }
 
-/* Run a snapshot of a one-shot queue (pending, check, closing). The phase
+/* Run a snapshot of a one-shot queue (pending, immediates, closing). The phase
  * starts with a drain: a callback queued by the last drain of the phase
  * before runs ahead of this phase's callbacks, as a microtask queued in a
  * Node callback runs before the next phase (and a callback that drain
@@ -338,7 +345,7 @@ static int poll_timeout_ms(pl_loop_t *loop, pl_run_mode mode)
     if (mode == PL_RUN_NOWAIT || loop->stop_flag || loop->break_flag
         || !pl_queue_empty(&loop->ready) || !pl_queue_empty(&loop->pending)
         || !pl_queue_empty(&loop->poll_queue)
-        || !pl_queue_empty(&loop->idle_hooks) || !pl_queue_empty(&loop->check)
+        || !pl_queue_empty(&loop->idle_hooks) || !pl_queue_empty(&loop->immediates)
         || !pl_queue_empty(&loop->closing) || loop->ndue)
         return 0;
     uint64_t next = pl_timer_next(loop);
@@ -385,6 +392,7 @@ static int dispatch_events(pl_loop_t *loop, int n)
     for (int i = 0; i < n; i++) {
         loop->event_cursor = i;
         int fd = loop->events[i].fd;
+        PL_ASSERT(fd >= -1);     /* -1: a watcher removed earlier in this batch */
         pl_io_t *io = pl_io_lookup(loop, fd);
         if (io == NULL)
             continue;
@@ -475,7 +483,7 @@ static int run_poll(pl_loop_t *loop, int timeout_ms)
  * then the check hooks. */
 static int run_check(pl_loop_t *loop)
 {
-    if (run_queue(loop, &loop->check, PL_PHASE_CHECK))
+    if (run_queue(loop, &loop->immediates, PL_PHASE_CHECK))
         return 1;
     return run_hooks(loop, &loop->check_hooks, PL_PHASE_CHECK);
 }
@@ -530,6 +538,16 @@ static inline void phase_done(pl_loop_t *loop, int phase, uint64_t *mark, uint64
     *mark = loop->now = now;
 }
 
+/* One phase of pl_loop_run: run it, charge its time, and end the run if it
+ * returned non-zero (a break, or an error). */
+#define PHASE(id, call)                                   \
+    do {                                                  \
+        r = (call);                                       \
+        phase_done(loop, (id), &mark, &calls);            \
+        if (r != 0)                                       \
+            goto out;                                     \
+    } while (0)
+
 int pl_loop_run(pl_loop_t *loop, pl_run_mode mode)
 {
     int r = 0;
@@ -543,38 +561,14 @@ int pl_loop_run(pl_loop_t *loop, pl_run_mode mode)
     if (mode == PL_RUN_DEFAULT && ((r = drain_ready(loop)) != 0 || (r = run_timers(loop)) != 0))
         goto out;
     for (;;) {
-        r = drain_ready(loop);
-        phase_done(loop, PL_PHASE_READY, &mark, &calls);
-        if (r != 0)
-            break;
-        r = run_queue(loop, &loop->pending, PL_PHASE_PENDING);
-        phase_done(loop, PL_PHASE_PENDING, &mark, &calls);
-        if (r != 0)
-            break;
-        r = run_hooks(loop, &loop->idle_hooks, PL_PHASE_IDLE);
-        phase_done(loop, PL_PHASE_IDLE, &mark, &calls);
-        if (r != 0)
-            break;
-        r = run_hooks(loop, &loop->prepare_hooks, PL_PHASE_PREPARE);
-        phase_done(loop, PL_PHASE_PREPARE, &mark, &calls);
-        if (r != 0)
-            break;
-        r = run_poll(loop, poll_timeout_ms(loop, mode));
-        phase_done(loop, PL_PHASE_POLL, &mark, &calls);
-        if (r != 0)
-            break;
-        r = run_check(loop);
-        phase_done(loop, PL_PHASE_CHECK, &mark, &calls);
-        if (r != 0)
-            break;
-        r = run_queue(loop, &loop->closing, PL_PHASE_CLOSE);
-        phase_done(loop, PL_PHASE_CLOSE, &mark, &calls);
-        if (r != 0)
-            break;
-        r = run_timers(loop);
-        phase_done(loop, PL_PHASE_TIMERS, &mark, &calls);
-        if (r != 0)
-            break;
+        PHASE(PL_PHASE_READY, drain_ready(loop));
+        PHASE(PL_PHASE_PENDING, run_queue(loop, &loop->pending, PL_PHASE_PENDING));
+        PHASE(PL_PHASE_IDLE, run_hooks(loop, &loop->idle_hooks, PL_PHASE_IDLE));
+        PHASE(PL_PHASE_PREPARE, run_hooks(loop, &loop->prepare_hooks, PL_PHASE_PREPARE));
+        PHASE(PL_PHASE_POLL, run_poll(loop, poll_timeout_ms(loop, mode)));
+        PHASE(PL_PHASE_CHECK, run_check(loop));
+        PHASE(PL_PHASE_CLOSE, run_queue(loop, &loop->closing, PL_PHASE_CLOSE));
+        PHASE(PL_PHASE_TIMERS, run_timers(loop));
         loop->stats.iterations++;
         if (mode != PL_RUN_DEFAULT || loop->stop_flag)
             break;
@@ -593,14 +587,16 @@ out:
     return PL_STOPPED;
 }
 
+#undef PHASE
+
 /* ---- teardown ------------------------------------------------------------------- */
 
 /* For closing a loop: unlink and return one queued callback (ready,
- * pending, poll, check or closing), armed timer or active hook; NULL when none
+ * pending, poll, immediates or closing), armed timer or active hook; NULL when none
  * is left. The binding releases what each node belongs to. */
 pl_callback_t *pl_loop_take_callback(pl_loop_t *loop)
 {
-    pl_queue_t *queues[] = {&loop->ready, &loop->pending, &loop->poll_queue, &loop->check,
+    pl_queue_t *queues[] = {&loop->ready, &loop->pending, &loop->poll_queue, &loop->immediates,
                             &loop->closing};
     for (size_t i = 0; i < sizeof queues / sizeof *queues; i++) {
         if (!pl_queue_empty(queues[i])) {

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "phaseloop.h"
+#include "queue.h"
 
 /* One ready fd reported by a backend, in the loop's own terms. */
 typedef struct pl_event {
@@ -30,7 +31,7 @@ struct pl_loop {
     pl_queue_t pending;           /* deferred I/O callbacks */
     pl_queue_t poll_queue;        /* run among the next poll phase's I/O
                                      callbacks (pl_poll_push) */
-    pl_queue_t check;             /* call_immediate */
+    pl_queue_t immediates;        /* call_immediate: Node's setImmediate */
     pl_queue_t closing;           /* close callbacks */
     pl_queue_t idle_hooks;
     pl_queue_t prepare_hooks;

@@ -7,9 +7,9 @@
  *
  * One iteration of pl_loop_run (see docs/phases.md):
  *   pending -> idle -> prepare -> poll -> check -> close -> timers
- * with the ready queue (asyncio's call_soon, Node's microtasks) drained
- * after every callback a phase runs (the poll phase: after its batch), at
- * every phase boundary, and at the start of the timers phase, after the
+ * with the ready queue (asyncio's call_soon, Node's microtasks) drained at
+ * the start of every phase and after every callback a phase runs (the poll
+ * phase: after its batch of I/O callbacks); in the timers phase, after the
  * clock is read and before the due timers are collected.
  */
 #ifndef PHASELOOP_H
@@ -22,63 +22,16 @@
 extern "C" {
 #endif
 
-/* ---- intrusive doubly linked queue (a circular list with a sentinel) --- */
+/* ---- intrusive queue nodes ---------------------------------------------
+
+A node embedded in the callbacks, timers and hooks below: its layout is
+public (the binding embeds these structs), its operations are the core's
+own (csrc/queue.h). */
 
 typedef struct pl_queue {
     struct pl_queue *next;
     struct pl_queue *prev;
 } pl_queue_t;
-
-static inline void pl_queue_init(pl_queue_t *q) { q->next = q; q->prev = q; }
-static inline int pl_queue_empty(const pl_queue_t *q) { return q->next == q; }
-/* A node that is not linked anywhere points at itself. */
-static inline int pl_queue_linked(const pl_queue_t *n) { return n->next != n; }
-
-static inline void pl_queue_insert_tail(pl_queue_t *h, pl_queue_t *n)
-{
-    n->next = h;
-    n->prev = h->prev;
-    n->prev->next = n;
-    h->prev = n;
-}
-
-static inline void pl_queue_remove(pl_queue_t *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->next = n;
-    n->prev = n;
-}
-
-/* Move every node of h to the (empty) head n; h is left empty. */
-static inline void pl_queue_move(pl_queue_t *h, pl_queue_t *n)
-{
-    if (pl_queue_empty(h)) {
-        pl_queue_init(n);
-        return;
-    }
-    n->next = h->next;
-    n->prev = h->prev;
-    n->next->prev = n;
-    n->prev->next = n;
-    pl_queue_init(h);
-}
-
-/* Put every node of src (in order) in front of the nodes of dst. */
-static inline void pl_queue_prepend(pl_queue_t *dst, pl_queue_t *src)
-{
-    if (pl_queue_empty(src))
-        return;
-    pl_queue_t *first = src->next, *last = src->prev;
-    last->next = dst->next;
-    dst->next->prev = last;
-    dst->next = first;
-    first->prev = dst;
-    pl_queue_init(src);
-}
-
-#define pl_container_of(ptr, type, member) \
-    ((type *)((char *)(ptr) - offsetof(type, member)))
 
 /* ---- the loop's objects ------------------------------------------------ */
 
@@ -88,8 +41,8 @@ typedef struct pl_timer pl_timer_t;
 typedef struct pl_hook pl_hook_t;
 typedef struct pl_io pl_io_t;
 
-/* A one-shot callback: a node in the ready, pending, check or closing
- * queue. `data` belongs to the caller (the binding keeps its object there). */
+/* A one-shot callback: a node in the ready, pending, poll, immediates or
+ * closing queue. `data` belongs to the caller (the binding keeps its object there). */
 typedef void (*pl_callback_fn)(pl_loop_t *loop, pl_callback_t *cb);
 struct pl_callback {
     pl_queue_t node;
@@ -213,11 +166,11 @@ void pl_pending_push(pl_loop_t *loop, pl_callback_t *cb);   /* deferred I/O */
  * another thread serialises the push with the loop's thread (the binding
  * holds the GIL) and then calls pl_loop_wakeup. */
 void pl_poll_push(pl_loop_t *loop, pl_callback_t *cb);
-void pl_check_push(pl_loop_t *loop, pl_callback_t *cb);     /* call_immediate */
+void pl_immediate_push(pl_loop_t *loop, pl_callback_t *cb); /* call_immediate: the check phase */
 void pl_closing_push(pl_loop_t *loop, pl_callback_t *cb);   /* close phase */
 /* Unlink a queued callback (any queue); harmless if it is not queued. */
-static inline void pl_callback_cancel(pl_callback_t *cb) { pl_queue_remove(&cb->node); }
-static inline int pl_callback_queued(const pl_callback_t *cb) { return pl_queue_linked(&cb->node); }
+void pl_callback_cancel(pl_callback_t *cb);
+int pl_callback_queued(const pl_callback_t *cb);
 size_t pl_ready_count(const pl_loop_t *loop);
 
 /* ---- timers ---------------------------------------------------------------- */
@@ -239,8 +192,8 @@ void pl_hook_init(pl_hook_t *h, pl_hook_fn fn, void *data);
 void pl_idle_start(pl_loop_t *loop, pl_hook_t *h);
 void pl_prepare_start(pl_loop_t *loop, pl_hook_t *h);
 void pl_check_start(pl_loop_t *loop, pl_hook_t *h);
-static inline void pl_hook_stop(pl_hook_t *h) { pl_queue_remove(&h->node); }
-static inline int pl_hook_active(const pl_hook_t *h) { return pl_queue_linked(&h->node); }
+void pl_hook_stop(pl_hook_t *h);
+int pl_hook_active(const pl_hook_t *h);
 
 /* ---- fd watchers ------------------------------------------------------------ */
 

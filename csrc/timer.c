@@ -22,6 +22,26 @@ static void heap_place(pl_loop_t *loop, size_t i, pl_timer_t *t)
     t->heap_index = i;
 }
 
+/* Debug and sanitizer builds check the heap after every change, where it
+ * changed: the timer that settled in slot i knows its slot, comes no
+ * earlier than its parent and no later than its children.  (A full check
+ * would make a million timers quadratic; every slot a change touches ends
+ * with one of its timers settling and being checked.) */
+static void heap_check_at(const pl_loop_t *loop, size_t i)
+{
+#ifdef PL_DEBUG
+    const pl_timer_t *t = loop->heap[i];
+    size_t child = 2 * i + 1;
+    PL_ASSERT(t->heap_index == i);
+    PL_ASSERT(i == 0 || !timer_less(t, loop->heap[(i - 1) / 2]));
+    PL_ASSERT(child >= loop->heap_len || !timer_less(loop->heap[child], t));
+    PL_ASSERT(child + 1 >= loop->heap_len || !timer_less(loop->heap[child + 1], t));
+#else
+    (void)loop;
+    (void)i;
+#endif
+}
+
 static void sift_up(pl_loop_t *loop, size_t i)
 {
     pl_timer_t *t = loop->heap[i];
@@ -33,6 +53,7 @@ static void sift_up(pl_loop_t *loop, size_t i)
         i = parent;
     }
     heap_place(loop, i, t);
+    heap_check_at(loop, i);
 }
 
 static void sift_down(pl_loop_t *loop, size_t i)
@@ -51,6 +72,7 @@ static void sift_down(pl_loop_t *loop, size_t i)
         i = child;
     }
     heap_place(loop, i, t);
+    heap_check_at(loop, i);
 }
 
 static int heap_resize(pl_loop_t *loop, size_t cap)

@@ -1,7 +1,7 @@
 /* test_phases.c — one iteration of pl_loop_run, phase by phase.
  *
  * Callbacks append their names to a log; each test compares the log with
- * the order DESIGN.md promises: pending, idle, prepare, poll, check, close,
+ * the order docs/phases.md gives: pending, idle, prepare, poll, check, close,
  * timers, with the ready queue drained after every callback (a snapshot per
  * drain). Also: break and stop, the run modes and the wait cap, wakeups
  * from another thread, fd watcher errors and removal mid-batch, fork,
@@ -104,7 +104,7 @@ static void on_step(pl_loop_t *loop, pl_callback_t *cb)
     if (s->then_ready)
         pl_ready_push(loop, &s->then_ready->cb);
     if (s->then_check)
-        pl_check_push(loop, &s->then_check->cb);
+        pl_immediate_push(loop, &s->then_check->cb);
     if (s->do_break)
         pl_loop_break(loop);
 }
@@ -146,7 +146,7 @@ static void on_hook(pl_loop_t *loop, pl_hook_t *h)
     if (s->stop_every && s->calls % s->stop_every == 0) {
         pl_loop_stop(loop);
         if (s->immediate_on_stop)
-            pl_check_push(loop, &s->immediate_on_stop->cb);
+            pl_immediate_push(loop, &s->immediate_on_stop->cb);
     }
 }
 
@@ -265,8 +265,8 @@ static void test_phase_order(void)
     CHECK_EQ(pl_timer_start(loop, &timer.timer, pl_clock_ns()), 0);
     pl_closing_push(loop, &closing.cb);
     pl_check_start(loop, &checkhook.hook);
-    pl_check_push(loop, &check1.cb);
-    pl_check_push(loop, &check2.cb);
+    pl_immediate_push(loop, &check1.cb);
+    pl_immediate_push(loop, &check2.cb);
     write_byte(p[1]);
     CHECK_EQ(pl_io_set(loop, &io.io, PL_READABLE), 0);
     CHECK(pl_io_lookup(loop, p[0]) == &io.io);
@@ -352,8 +352,8 @@ static void test_ready_snapshot(void)
     x1.then_ready = &a;
     a.then_ready = &b;
     pl_ready_push(loop, &first.cb);   /* queued before the run: first drain */
-    pl_check_push(loop, &x1.cb);
-    pl_check_push(loop, &x2.cb);
+    pl_immediate_push(loop, &x1.cb);
+    pl_immediate_push(loop, &x2.cb);
     log_clear();
     CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
     EXPECT_LOG("first X1 A X2 B");
@@ -494,7 +494,7 @@ static void test_poll_queue(void)
     q2.then_poll = &q3;
     CHECK_EQ(pl_io_set(loop, &io.io, PL_READABLE), 0);
     write_byte(p[1]);
-    pl_check_push(loop, &imm.cb);
+    pl_immediate_push(loop, &imm.cb);
     pl_poll_push(loop, &q1.cb);
     pl_poll_push(loop, &q2.cb);
     uint64_t polls = poll_callbacks(loop);
@@ -531,9 +531,9 @@ static void test_cancel_queued(void)
     step_init(&i3, "I3");
     step_init(&p1, "P1");
     i1.cancel = &i2.cb;
-    pl_check_push(loop, &i1.cb);
-    pl_check_push(loop, &i2.cb);
-    pl_check_push(loop, &i3.cb);
+    pl_immediate_push(loop, &i1.cb);
+    pl_immediate_push(loop, &i2.cb);
+    pl_immediate_push(loop, &i3.cb);
     pl_pending_push(loop, &p1.cb);
     pl_callback_cancel(&p1.cb);
     CHECK(!pl_callback_queued(&p1.cb));
@@ -556,7 +556,7 @@ static void test_immediate_from_check_runs_next_iteration(void)
     step_init(&r, "R");
     i1.then_check = &i2;
     i1.then_ready = &r;
-    pl_check_push(loop, &i1.cb);
+    pl_immediate_push(loop, &i1.cb);
     log_clear();
     CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_STOPPED);
     EXPECT_LOG("I1 R");
@@ -634,9 +634,9 @@ static void test_break_in_check(void)
     step_init(&c, "C");
     i2.then_ready = &r2;
     i2.do_break = 1;
-    pl_check_push(loop, &i1.cb);
-    pl_check_push(loop, &i2.cb);
-    pl_check_push(loop, &i3.cb);
+    pl_immediate_push(loop, &i1.cb);
+    pl_immediate_push(loop, &i2.cb);
+    pl_immediate_push(loop, &i3.cb);
     pl_closing_push(loop, &c.cb);
     log_clear();
     CHECK_EQ(pl_loop_run(loop, PL_RUN_ONCE), PL_BROKEN);
@@ -894,7 +894,7 @@ static void queue_everything(pl_loop_t *loop, everything_t *e)
     timer_step_init(&e->u, "u");
     pl_ready_push(loop, &e->r.cb);
     pl_pending_push(loop, &e->p.cb);
-    pl_check_push(loop, &e->c.cb);
+    pl_immediate_push(loop, &e->c.cb);
     pl_closing_push(loop, &e->x.cb);
     pl_idle_start(loop, &e->i.hook);
     pl_prepare_start(loop, &e->pr.hook);
@@ -971,7 +971,7 @@ static void on_prepare_queue_work(pl_loop_t *loop, pl_hook_t *h)
     pl_hook_stop(h);
     switch (runnable_kind) {
     case 0: pl_pending_push(loop, &runnable_step.cb); break;
-    case 1: pl_check_push(loop, &runnable_step.cb); break;
+    case 1: pl_immediate_push(loop, &runnable_step.cb); break;
     case 2: pl_closing_push(loop, &runnable_step.cb); break;
     case 3: /* the drain after this hook runs the step, which queues the tail */
         runnable_step.then_ready = &runnable_ready_tail;

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "phaseloop.h"
+#include "queue.h"
 
 typedef struct item {
     int id;
@@ -280,6 +280,32 @@ static void test_random_against_model(void)
     }
 }
 
+#ifdef PL_DEBUG
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Debug builds check the core's invariants: a node queued twice aborts
+ * (in a child, so that the abort is what is tested). */
+static void test_a_node_queued_twice_aborts(void)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        pl_queue_t head, node;
+        pl_queue_init(&head);
+        pl_queue_init(&node);
+        pl_queue_insert_tail(&head, &node);
+        freopen("/dev/null", "w", stderr);     /* the expected report */
+        pl_queue_insert_tail(&head, &node);
+        _exit(0);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+}
+#endif
+
 int main(void)
 {
     RUN(test_init_and_linked);
@@ -289,6 +315,9 @@ int main(void)
     RUN(test_prepend);
     RUN(test_container_of);
     RUN(test_random_against_model);
+#ifdef PL_DEBUG
+    RUN(test_a_node_queued_twice_aborts);
+#endif
     fprintf(stderr, "test_queue: ok\n");
     return 0;
 }

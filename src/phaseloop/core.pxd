@@ -97,7 +97,7 @@ cdef extern from "phaseloop.h":
     void pl_ready_push(pl_loop_t *loop, pl_callback_t *cb)
     void pl_pending_push(pl_loop_t *loop, pl_callback_t *cb)
     void pl_poll_push(pl_loop_t *loop, pl_callback_t *cb)
-    void pl_check_push(pl_loop_t *loop, pl_callback_t *cb)
+    void pl_immediate_push(pl_loop_t *loop, pl_callback_t *cb)
     void pl_closing_push(pl_loop_t *loop, pl_callback_t *cb)
     void pl_callback_cancel(pl_callback_t *cb)
     int pl_callback_queued(const pl_callback_t *cb)

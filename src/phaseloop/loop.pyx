@@ -313,7 +313,7 @@ cdef class _Loop:
         """Node's setImmediate: run callback(*args) in the check phase of
         this iteration (or the next, if called from the check phase)."""
         cdef Handle h = self._new_queued_handle(callback, args, context, 'call_immediate')
-        pl_check_push(self.loop, &h.node)
+        pl_immediate_push(self.loop, &h.node)
         return h
 
     cdef TimerHandle _schedule_timer(self, double when, uint64_t deadline,
