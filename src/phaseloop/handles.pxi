@@ -200,7 +200,7 @@ cdef class TimerHandle(Handle):
     def cancel(self):
         if self._cancelled:
             return
-        if self._loop.loop != NULL and pl_timer_stop(self._loop.loop, &self.timer):
+        if self._loop._core != NULL and pl_timer_stop(self._loop._core, &self.timer):
             _disown(self)
         Handle.cancel(self)
 

@@ -58,7 +58,7 @@ cdef class FdWatcher:
     cdef int _apply(self) except -1:
         if self._dead:
             return 0
-        cdef int r = pl_io_set(self._loop.loop, &self.io, self._wanted())
+        cdef int r = pl_io_set(self._loop._core, &self.io, self._wanted())
         if r < 0:
             raise OSError(-r, os.strerror(-r))
         return 0
@@ -69,7 +69,7 @@ cdef class FdWatcher:
         (modifying could register whatever file reuses it)."""
         if not self._dead:
             self._dead = True
-            pl_io_set(self._loop.loop, &self.io, 0)
+            pl_io_set(self._loop._core, &self.io, 0)
 
 
 cdef bint _lost_fd(obj, int fd, fileobj):

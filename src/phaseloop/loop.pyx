@@ -1,8 +1,28 @@
 # cython: language_level=3, embedsignature=True
 # loop.pyx — phaseloop's asyncio event loop over the C phase engine.
 #
-# The C core (csrc/) runs the phases and owns no Python object; this file
+# The C core (csrc/) runs the phases and owns no Python object; this module
 # owns every Python object and its references. See docs/architecture.md.
+#
+# One extension module, in parts this file includes: handles.pxi (Handle,
+# TimerHandle, PhaseHook), io.pxi (add_reader/add_writer), signals.pxi,
+# sockets.pxi (the sock_* waits), transports/ (the transports: base,
+# stream, tls, datagram, pipe, subprocess) and endpoints/ (the loop methods
+# that make them: server, tcp, unix, tls, udp, pipes, process).
+#
+# What is a cdef method and what is a mixin:
+# - _Loop (below) is a cdef class holding the C core's loop (_core) and
+#   every method that touches the core or runs on a hot path: scheduling,
+#   running, timers, hooks, fd watching, sock_*, the exception handler.
+#   Other cdef code calls these as C methods.
+# - The endpoint methods (create_connection, create_server,
+#   create_datagram_endpoint, connect_*_pipe, subprocess_*, start_tls...)
+#   are `async def` Python code that runs once per connection, not per
+#   event. They live in plain classes (_TCPMethods, _ServerMethods...) in
+#   endpoints/, which Loop (at the end of this file) mixes in; they reach the
+#   loop through its Python API and the module's cdef functions, and where
+#   they need its C state they take it as `_Loop` with a checked cast.
+# - Loop = _Loop + the endpoint mixins + asyncio.AbstractEventLoop.
 
 cimport cython
 from cpython.ref cimport Py_INCREF, Py_DECREF
@@ -66,15 +86,20 @@ include "handles.pxi"
 include "io.pxi"
 include "signals.pxi"
 include "sockets.pxi"
-include "transports.pxi"
-include "tls_transport.pxi"
-include "server.pxi"
-include "tcp.pxi"
-include "unix.pxi"
-include "tls.pxi"
-include "udp.pxi"
-include "pipes.pxi"
-include "process.pxi"
+include "transports/base.pxi"
+include "transports/stream.pxi"
+include "transports/tls.pxi"
+include "transports/tls_records.pxi"
+include "transports/datagram.pxi"
+include "transports/pipe.pxi"
+include "transports/subprocess.pxi"
+include "endpoints/server.pxi"
+include "endpoints/tcp.pxi"
+include "endpoints/unix.pxi"
+include "endpoints/tls.pxi"
+include "endpoints/udp.pxi"
+include "endpoints/pipes.pxi"
+include "endpoints/process.pxi"
 
 
 # ---- fork safety -----------------------------------------------------------
@@ -130,7 +155,7 @@ def _run_until_complete_cb(fut):
 
 cdef class _Loop:
     """The Cython part of phaseloop.Loop (which adds asyncio.AbstractEventLoop)."""
-    cdef pl_loop_t *loop
+    cdef pl_loop_t *_core                 # the C core's loop (csrc/): NULL once closed
     cdef WaitState wait_state
     cdef readonly bint _closed
     cdef bint _forked
@@ -163,8 +188,8 @@ cdef class _Loop:
         rt.after_wait = _after_wait
         rt.on_interrupt = _on_interrupt
         rt.data = <void *>&self.wait_state
-        self.loop = pl_loop_new(&rt)
-        if self.loop == NULL:
+        self._core = pl_loop_new(&rt)
+        if self._core == NULL:
             err = errno_value()
             raise OSError(err, os.strerror(err))
         self._fd_watchers = {}
@@ -184,10 +209,10 @@ cdef class _Loop:
     def __dealloc__(self):
         free(self._read_buf)
         self._read_buf = NULL
-        if self.loop != NULL:
+        if self._core != NULL:
             self._release_all()
-            pl_loop_free(self.loop)
-            self.loop = NULL
+            pl_loop_free(self._core)
+            self._core = NULL
 
     def __del__(self):
         if not self._closed:
@@ -247,7 +272,7 @@ cdef class _Loop:
 
     cdef inline void _push_ready(self, Handle h):
         _own(h)                 # the ready queue's reference
-        pl_ready_push(self.loop, &h.node)
+        pl_ready_push(self._core, &h.node)
 
     cdef Handle _call_soon(self, callback, tuple args, context):
         cdef Handle h = self._new_handle(callback, args, context)
@@ -284,8 +309,8 @@ cdef class _Loop:
             self._push_ready(h)
         else:
             _own(h)
-            pl_poll_push(self.loop, &h.node)
-        pl_loop_wakeup(self.loop)
+            pl_poll_push(self._core, &h.node)
+        pl_loop_wakeup(self._core)
         return h
 
     cdef Handle _new_queued_handle(self, callback, tuple args, context, str method):
@@ -306,14 +331,14 @@ cdef class _Loop:
         file read served from the page cache over this way), so its
         continuation sees call_immediate run before call_later(0)."""
         cdef Handle h = self._new_queued_handle(callback, args, context, 'call_pending')
-        pl_pending_push(self.loop, &h.node)
+        pl_pending_push(self._core, &h.node)
         return h
 
     def call_immediate(self, callback, *args, context=None):
         """Node's setImmediate: run callback(*args) in the check phase of
         this iteration (or the next, if called from the check phase)."""
         cdef Handle h = self._new_queued_handle(callback, args, context, 'call_immediate')
-        pl_immediate_push(self.loop, &h.node)
+        pl_immediate_push(self._core, &h.node)
         return h
 
     cdef TimerHandle _schedule_timer(self, double when, uint64_t deadline,
@@ -322,7 +347,7 @@ cdef class _Loop:
         h._setup(self, callback, args, context)
         h._when = when
         pl_timer_init(&h.timer, _run_timer, <void *>h)
-        if pl_timer_start(self.loop, &h.timer, deadline) < 0:
+        if pl_timer_start(self._core, &h.timer, deadline) < 0:
             raise MemoryError('cannot grow the timer heap')
         _own(h)
         return h
@@ -388,11 +413,11 @@ cdef class _Loop:
         pl_hook_init(&h.hook, _run_hook, <void *>h)
         _own(h)
         if phase == 'idle':
-            pl_idle_start(self.loop, &h.hook)
+            pl_idle_start(self._core, &h.hook)
         elif phase == 'prepare':
-            pl_prepare_start(self.loop, &h.hook)
+            pl_prepare_start(self._core, &h.hook)
         else:
-            pl_check_start(self.loop, &h.hook)
+            pl_check_start(self._core, &h.hook)
         return h
 
     def add_idle(self, callback):
@@ -417,8 +442,8 @@ cdef class _Loop:
         handler raised): end the run after this callback and re-raise it."""
         if self._fatal is None:
             self._fatal = exc
-        if self.loop != NULL:
-            pl_loop_break(self.loop)
+        if self._core != NULL:
+            pl_loop_break(self._core)
 
     cdef object _install_signal_wakeup(self):
         """In the main thread, route signals to the loop while it runs, so a
@@ -465,7 +490,7 @@ cdef class _Loop:
                                    finalizer=self._asyncgen_finalizer_hook)
             _set_running_loop(self)
             previous_wakeup = self._install_signal_wakeup()
-            rc = pl_loop_run(self.loop, mode)
+            rc = pl_loop_run(self._core, mode)
         finally:
             self._thread_id = None
             _set_running_loop(None)
@@ -491,7 +516,7 @@ cdef class _Loop:
         (None: until the next timer or I/O event). For embedding."""
         cdef double t
         if timeout is None:
-            pl_loop_set_wait_cap(self.loop, -1)
+            pl_loop_set_wait_cap(self._core, -1)
             self._run(PL_RUN_ONCE)
             return
         t = timeout
@@ -500,12 +525,12 @@ cdef class _Loop:
         if t == 0:
             self._run(PL_RUN_NOWAIT)
             return
-        pl_loop_set_wait_cap(self.loop, <int64_t>(t * 1e9) if t < 9e9 else 9 * 10**18)
+        pl_loop_set_wait_cap(self._core, <int64_t>(t * 1e9) if t < 9e9 else 9 * 10**18)
         try:
             self._run(PL_RUN_ONCE)
         finally:
-            if self.loop != NULL:
-                pl_loop_set_wait_cap(self.loop, -1)
+            if self._core != NULL:
+                pl_loop_set_wait_cap(self._core, -1)
 
     def run_until_complete(self, future):
         """Run until the future (or coroutine, wrapped in a Task) is done
@@ -534,8 +559,8 @@ cdef class _Loop:
 
     def stop(self):
         """Stop run_forever after the current iteration."""
-        if self.loop != NULL:
-            pl_loop_stop(self.loop)
+        if self._core != NULL:
+            pl_loop_stop(self._core)
 
     cpdef bint is_running(self):
         return self._thread_id is not None
@@ -549,19 +574,19 @@ cdef class _Loop:
         cdef pl_timer_t *t
         cdef pl_hook_t *hk
         while True:
-            cb = pl_loop_take_callback(self.loop)
+            cb = pl_loop_take_callback(self._core)
             if cb == NULL:
                 break
             (<Handle>cb.data)._forget()
             _disown(<object>cb.data)
         while True:
-            t = pl_loop_take_timer(self.loop)
+            t = pl_loop_take_timer(self._core)
             if t == NULL:
                 break
             (<Handle>t.data)._forget()
             _disown(<object>t.data)
         while True:
-            hk = pl_loop_take_hook(self.loop)
+            hk = pl_loop_take_hook(self._core)
             if hk == NULL:
                 break
             _disown(<object>hk.data)
@@ -607,8 +632,8 @@ cdef class _Loop:
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
-        pl_loop_free(self.loop)
-        self.loop = NULL
+        pl_loop_free(self._core)
+        self._core = NULL
 
     # ---- futures and tasks ------------------------------------------------------
 
@@ -865,13 +890,13 @@ cdef class _Loop:
         """pl_io_set for a watcher of the loop's own (a transport, the
         signal socket): a user watcher left on the fd number by a socket
         closed while watched gives way.  A negative errno on failure."""
-        cdef int r = pl_io_set(self.loop, io, events)
+        cdef int r = pl_io_set(self._core, io, events)
         cdef FdWatcher w
         if r == -EEXIST:
             w = self._fd_watchers.get(io.fd)
             if w is not None and w._stale_for(None):
                 self._drop_watcher(w)
-                r = pl_io_set(self.loop, io, events)
+                r = pl_io_set(self._core, io, events)
         return r
 
     cdef bint _remove_fd_callback(self, fileobj, bint write) except -1:
@@ -1271,7 +1296,7 @@ cdef class _Loop:
         cdef pl_stats_t s
         cdef int i
         self._check_closed()
-        pl_loop_stats(self.loop, &s)
+        pl_loop_stats(self._core, &s)
         names = _PHASE_NAMES
         return {
             'iterations': s.iterations,
@@ -1280,13 +1305,13 @@ cdef class _Loop:
             'idle_time': s.idle_ns * 1e-9,
             'run_time': s.run_ns * 1e-9,
             'ready_max': s.ready_max,
-            'timers': pl_timer_count(self.loop),
+            'timers': pl_timer_count(self._core),
         }
 
     cdef tuple _idle_active(self):
         """(idle, active) seconds so far, for event_loop_utilization()."""
         cdef pl_stats_t s
-        pl_loop_stats(self.loop, &s)
+        pl_loop_stats(self._core, &s)
         return (s.idle_ns * 1e-9, (s.run_ns - s.idle_ns) * 1e-9 if s.run_ns > s.idle_ns else 0.0)
 
 

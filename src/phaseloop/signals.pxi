@@ -29,8 +29,8 @@ cdef class SignalWakeup:
 
     cdef close(self):
         if self.rsock is not None:
-            if self._loop.loop != NULL:
-                pl_io_set(self._loop.loop, &self.io, 0)
+            if self._loop._core != NULL:
+                pl_io_set(self._loop._core, &self.io, 0)
             self.rsock.close()
             self.wsock.close()
             self.rsock = self.wsock = None

@@ -1,4 +1,4 @@
-# tls.pxi — TLS on every stream endpoint and start_tls.
+# endpoints/tls.pxi — TLS on every stream endpoint and start_tls.
 #
 # TLS runs in phaseloop's compiled layer, SSLTransport (tls_transport.pxi),
 # stacked on a phaseloop SocketTransport. PHASELOOP_TLS=asyncio in the

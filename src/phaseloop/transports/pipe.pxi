@@ -1,4 +1,4 @@
-# pipes.pxi — connect_read_pipe / connect_write_pipe.
+# transports/pipe.pxi — the pipe transports of connect_read_pipe / connect_write_pipe.
 #
 # A pipe runs on the same _StreamTransport as a socket (read()/writev() on
 # the fd, same buffers and flow control); what users get is a thin wrapper
@@ -107,30 +107,3 @@ cdef object _new_pipe_transport(_Loop loop, pipe, protocol, waiter, extra, int k
     core._setup(loop, pipe, fd, kind, protocol, extra, None)
     core._schedule_start(waiter)
     return public
-
-
-class _PipeMethods:
-
-    async def connect_read_pipe(self, protocol_factory, pipe):
-        """Read a pipe (file object) through a protocol: (transport, protocol)."""
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = _new_pipe_transport(self, pipe, protocol, waiter, None, _READ_PIPE)
-        try:
-            await waiter
-        except:
-            transport.close()
-            raise
-        return transport, protocol
-
-    async def connect_write_pipe(self, protocol_factory, pipe):
-        """Write to a pipe (file object) through a protocol: (transport, protocol)."""
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = _new_pipe_transport(self, pipe, protocol, waiter, None, _WRITE_PIPE)
-        try:
-            await waiter
-        except:
-            transport.close()
-            raise
-        return transport, protocol

@@ -1,4 +1,4 @@
-# unix.pxi — Unix-domain stream endpoints: create_unix_connection and
+# endpoints/unix.pxi — Unix-domain stream endpoints: create_unix_connection and
 # create_unix_server (a path or a Linux abstract name starting with NUL).
 # cleanup_socket (Python 3.13) is honoured on every version and on by
 # default: closing the server removes the socket file it made, unless the

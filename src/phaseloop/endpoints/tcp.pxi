@@ -1,4 +1,4 @@
-# tcp.pxi — TCP endpoints: create_connection (DNS, local_addr, happy
+# endpoints/tcp.pxi — TCP endpoints: create_connection (DNS, local_addr, happy
 # eyeballs), create_server (several hosts, reuse_address/port, keep_alive),
 # connect_accepted_socket and loop.sendfile over a transport. asyncio's
 # arguments, checks and error messages, Python 3.13's on every version
@@ -310,7 +310,7 @@ class _TCPMethods:
         return await self._sendfile_fallback(transport, file, offset, count)
 
     async def _sendfile_native(self, SocketTransport transport, file, offset, count):
-        cdef _Loop loop = <_Loop>self
+        cdef _Loop loop = <_Loop?>self   # checked: this mixin only lives in Loop
         fd = transport._fd
         resume_reading = transport.is_reading()
         transport.pause_reading()

@@ -1,4 +1,4 @@
-# server.pxi — Server (asyncio.AbstractServer) and the accept path.
+# endpoints/server.pxi — Server (asyncio.AbstractServer) and the accept path.
 #
 # asyncio accepts each connection in a Task of its own; here the listening
 # socket's reader makes the protocol and the transport directly, so an
