@@ -217,3 +217,13 @@ class BlockWriter:
 
     def digest(self):
         return self.total, self.sha.hexdigest()
+
+
+async def echo_once(loop, host, port, message=b"ping"):
+    """Connect, send message, read as much back, close: the bytes read."""
+    transport, proto = await loop.create_connection(Recorder, host, port)
+    transport.write(message)
+    await proto.received_at_least(len(message))
+    transport.close()
+    await proto.lost
+    return bytes(proto.data)
