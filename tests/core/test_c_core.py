@@ -59,5 +59,5 @@ def test_c_core_ctest(backend: str, tmp_path: Path) -> None:
                env, timeout=400, cwd=build)
     expected = _platform_backend() if backend == "auto" else backend
     assert f"backend={expected}" in out, out
-    for name in ("test_queue", "test_heap", "test_phases"):
+    for name in ("test_queue", "test_heap", "test_phases", "test_run", "test_wakeup", "test_io"):
         assert f"{name}: ok" in out, out
