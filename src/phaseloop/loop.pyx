@@ -174,7 +174,7 @@ cdef class _Loop:
     cdef SignalWakeup _signal_wakeup
     cdef object _current_handle
     cdef char *_read_buf                  # one read buffer for every stream transport
-    cdef _ByteWindow _tls_window          # TLS: a window on _read_buf (tls_transport.pxi)
+    cdef _ByteWindow _tls_window          # TLS: a window on _read_buf (transports/tls.pxi)
     cdef dict _transports                 # fd -> weakref to its transport, as asyncio's
     cdef readonly dict _unix_server_paths # listening socket -> (path, inode) to unlink
     cdef readonly set _child_pidfds       # pidfds of children not yet reaped

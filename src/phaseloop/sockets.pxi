@@ -1,4 +1,4 @@
-# sockets.pxi — the loop's sock_* coroutines (issue 3's low-level socket API).
+# sockets.pxi — the waits of the loop's sock_* coroutines (asyncio's low-level socket API).
 #
 # Each one tries the syscall at once; only when it would block does it
 # register a _SockWait as the socket's reader or writer, which retries, and

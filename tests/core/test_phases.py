@@ -1,4 +1,4 @@
-"""The Node phase API and the phase rules of DESIGN.md.
+"""The Node phase API and the phase rules of docs/phases.md.
 
 One iteration: pending -> idle -> prepare -> poll -> check -> close -> timers,
 with the ready queue (call_soon) drained after every callback a phase runs

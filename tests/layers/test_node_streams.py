@@ -35,7 +35,7 @@ def fds_back_to(loop, count):
 
 
 class Upper(Transform):
-    """The seed's Transform."""
+    """The Node guide's Transform (examples/node_guide/stream_pipeline.py)."""
 
     async def transform(self, chunk):
         return chunk.upper()

@@ -1,6 +1,6 @@
 # endpoints/tls.pxi — TLS on every stream endpoint and start_tls.
 #
-# TLS runs in phaseloop's compiled layer, SSLTransport (tls_transport.pxi),
+# TLS runs in phaseloop's compiled layer, SSLTransport (transports/tls.pxi),
 # stacked on a phaseloop SocketTransport. PHASELOOP_TLS=asyncio in the
 # environment (read whenever a TLS connection is made) stacks asyncio's own
 # sslproto.SSLProtocol there instead, as phaseloop did before it had its own

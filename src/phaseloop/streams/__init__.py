@@ -8,7 +8,7 @@ chunks. Each stream has a ``high_water_mark`` (64 KiB, or 16 objects):
 - ``await writable.write(chunk)`` returns at once while the buffer is under
   the mark and waits when it is at or over it (backpressure).
 
-The seed's example::
+The Node guide's example (examples/node_guide/stream_pipeline.py)::
 
     from phaseloop.streams import create_read_stream, create_write_stream, pipeline
 

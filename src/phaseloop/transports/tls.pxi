@@ -27,7 +27,7 @@
 # data_received() and transport.write().
 #
 # asyncio's sslproto.SSLProtocol is still used when PHASELOOP_TLS=asyncio
-# (tls.pxi).
+# (endpoints/tls.pxi).
 
 from cpython.buffer cimport PyBuffer_FillInfo
 
