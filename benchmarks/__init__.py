@@ -1,13 +1,12 @@
-"""Micro-benchmarks that compare phaseloop with uvloop and asyncio's default loop.
+"""Benchmarks that compare phaseloop with uvloop, asyncio's default loop and Node.
 
-Two entry points:
+``python -m benchmarks`` prints the main tables; each benchmark is a module run as
+``python -m benchmarks.NAME`` (``micro``: the loop's hot paths per second;
+``callgrind``: the same workloads as instructions per operation; ``echo``, ``http``,
+``tls``, ``realservers``: servers under load; ...).  The pieces they share are
+modules of their own: ``harness`` (building, starting, pinning, stopping and
+measuring processes), ``tables`` (numbers, tables, captions), ``wrk``, ``points``,
+``loops`` and ``options``.
 
-- ``python -m benchmarks.micro``: wall-clock throughput of the loop's hot paths
-  (call_soon, timers, task switches, futures, call_soon_threadsafe, create_task),
-  each measured in a fresh, CPU-pinned subprocess, loops interleaved, medians reported.
-- ``python -m benchmarks.callgrind``: the same workloads under
-  ``valgrind --tool=callgrind``, reported as instructions per operation, a
-  measure that does not depend on the machine's noise.
-
-See ``benchmarks/README.md`` for the method and the results.
+See ``benchmarks/README.md`` for the layout, the methods and the results.
 """

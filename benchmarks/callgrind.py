@@ -30,16 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.micro import (
-    BENCHMARKS,
-    LOOP_NAMES,
-    ChildOutcome,
-    child_command,
+from benchmarks.micro import BENCHMARKS, ChildOutcome, child_command, run_child
+from benchmarks.options import add_loops_option, add_output_options, split_names
+from benchmarks.tables import (
     cpu_model,
+    format_ratio,
     format_table,
+    machine_text,
+    print_caption,
     ratio_pairs,
-    run_child,
-    split_names,
+    versions_text,
     write_json,
 )
 
@@ -159,7 +159,7 @@ def ir_table(results: dict[str, dict[str, IrResult]], loops: Sequence[str], *,
         ratios = (_ratio(row, a, b) for a, b in pairs)
         rows.append([bench_name, f"{n:,}" if n else "-",
                      *(_result_text(row[lp]) for lp in loops),
-                     *("-" if r is None else f"{r:.2f}x" for r in ratios)])
+                     *map(format_ratio, ratios)])
     return format_table(header, rows, markdown=markdown)
 
 
@@ -170,10 +170,8 @@ def describe_run(results: dict[str, dict[str, IrResult]]) -> str:
         for loop_name, result in row.items():
             if result.version:
                 versions.setdefault(loop_name, result.version)
-    listed = ", ".join(f"{name} {version}" for name, version in versions.items())
     return (f"instructions (callgrind Ir) per operation, lower is better; ratio < 1: the "
-            f"first loop executes fewer; Python {platform.python_version()} on "
-            f"{cpu_model()}; {listed}")
+            f"first loop executes fewer; {machine_text()}; {versions_text(versions)}")
 
 
 def error_notes(results: dict[str, dict[str, IrResult]], unavailable: dict[str, str]) -> list[str]:
@@ -208,9 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.callgrind",
         description="Instructions per operation (callgrind Ir) of phaseloop, uvloop, asyncio.")
-    parser.add_argument("--loops", default=",".join(LOOP_NAMES),
-                        type=lambda s: split_names(s, LOOP_NAMES, "loop"),
-                        help="comma-separated loops (default: %(default)s)")
+    add_loops_option(parser)
     parser.add_argument("--bench", default=",".join(BENCHMARKS),
                         type=lambda s: split_names(s, list(BENCHMARKS), "benchmark"),
                         help="comma-separated benchmarks (default: all)")
@@ -220,10 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="valgrind runs in parallel (default: one per CPU)")
     parser.add_argument("--timeout", type=float, default=180.0,
                         help="seconds one valgrind run may take (default: 180)")
-    parser.add_argument("--json", metavar="FILE",
-                        help="also write the results as JSON ('-': stdout)")
-    parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every result on stderr")
+    add_output_options(parser, verbose_help="log every result on stderr")
     return parser
 
 
@@ -237,8 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--n must be >= 1")
     results, unavailable = measure_instructions(args.loops, args.bench, args.n, args.jobs,
                                                 args.timeout, args.verbose)
-    caption = describe_run(results)
-    print(f"_{caption}_\n" if args.markdown else caption + "\n")
+    print_caption(describe_run(results), markdown=args.markdown)
     print(ir_table(results, args.loops, markdown=args.markdown))
     notes = error_notes(results, unavailable)
     if notes:

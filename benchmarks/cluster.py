@@ -25,20 +25,14 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
-from benchmarks.http import parse_wrk_output
+from benchmarks.harness import REPO_ROOT, free_port, stop_process
+from benchmarks.tables import format_ratio, format_table
+from benchmarks.wrk import parse_wrk_output, wrk_command
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("phaseloop", "uvicorn+uvloop")
 SCHEDULING = os.environ.get("PHASELOOP_SCHEDULING", "round_robin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command(server: str, workers: int, port: int) -> list[str]:
@@ -67,23 +61,18 @@ def wait_ready(port: int, timeout: float = 20.0) -> None:
 
 def measure(server: str, workers: int, seconds: int, connections: int) -> dict[str, float]:
     port = free_port()
-    proc = subprocess.Popen(command(server, workers, port), cwd=ROOT,
+    proc = subprocess.Popen(command(server, workers, port), cwd=REPO_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_ready(port)
         url = f"http://127.0.0.1:{port}/"
-        subprocess.run(["wrk", "-t1", f"-c{connections}", "-d1s", url],
+        subprocess.run(wrk_command(url, connections, 1, latency=False),
                        capture_output=True, check=False)
-        done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        done = subprocess.run(wrk_command(url, connections, seconds),
                               capture_output=True, text=True, check=False)
         return parse_wrk_output(done.stdout)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT, 15)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,9 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             errors = sum(s["errors"] for s in runs)
             rows.append((server, workers, rps, p99, rps / ref, errors))
     if args.markdown:
-        print("| server | workers | req/s | p99 ms | ÷ uvicorn+uvloop | errors |\n|---|---:|---:|---:|---:|---:|")
-        for r in rows:
-            print(f"| {r[0]} | {r[1]} | {r[2]:,.0f} | {r[3]:.1f} | {r[4]:.2f}x | {r[5]} |")
+        print(format_table(["server", "workers", "req/s", "p99 ms", "÷ uvicorn+uvloop", "errors"],
+                           [[r[0], str(r[1]), f"{r[2]:,.0f}", f"{r[3]:.1f}", format_ratio(r[4]),
+                             str(r[5])] for r in rows], markdown=True))
     else:
         for r in rows:
             print(f"{r[0]:>16} {r[1]} worker(s) {r[2]:9,.0f} req/s  p99 {r[3]:6.1f} ms  "

@@ -66,313 +66,62 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import resource
-import select
-import shutil
 import socket
-import statistics
-import struct
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from benchmarks.micro import (
-    EXIT_LOOP_MISSING,
-    LOOP_NAMES,
-    REPO_ROOT,
-    Cell,
-    LoopMissing,
-    child_env,
-    cpu_model,
+from benchmarks.harness import (
+    FLOOR_SOURCE,
+    IDLE_WARMUP,
+    LOADGEN_SOURCE,
+    BuildError,
+    Server,
+    build_tool,
+    client_command,
+    close_with_reset,
     describe_exit,
-    format_rate,
-    format_ratio,
-    format_table,
+    idle_connections_allowed,
     last_line,
-    load_loop_factory,
-    parse_cpu,
-    split_names,
+    log,
+    open_fd_count,
+    require_tools,
+    settled_rss,
+    wait_until,
+)
+from benchmarks.loops import REFERENCE_LOOP, loop_versions
+from benchmarks.options import add_loops_option, add_output_options, parse_cpu, split_names
+from benchmarks.points import Point, notes, point_text, ratio, run_point
+from benchmarks.servers import python_server_command
+from benchmarks.tables import (
+    cpu_model,
+    format_ratio,
+    format_size,
+    format_table,
+    machine_text,
+    pinning_text,
+    print_caption,
+    print_notes,
+    versions_text,
     write_json,
 )
-from benchmarks.servers import EXIT_UNSUPPORTED
 
-__all__ = [
-    "BuildError",
-    "Point",
-    "Server",
-    "ServerUnavailable",
-    "build_tool",
-    "main",
-    "process_cpu_seconds",
-    "start_server",
-    "stop_server",
-]
+__all__ = ["main"]
 
-#: Where the C programs are built.
-BUILD_DIR = REPO_ROOT / "build" / "bench"
-FLOOR_SOURCE = REPO_ROOT / "benchmarks" / "floor" / "echo_epoll.c"
-LOADGEN_SOURCE = REPO_ROOT / "benchmarks" / "loadgen.c"
 #: Echo server styles of benchmarks.servers, in table order.
 ECHO_STYLES: tuple[str, ...] = ("protocol", "streams", "sock")
 #: The (style, loop) names of the C floor in tables and JSON.
 FLOOR_STYLE, FLOOR_LOOP = "floor", "c-epoll"
 #: Message sizes in KiB measured by default.
 DEFAULT_SIZES_KIB: tuple[int, ...] = (1, 10, 100)
-#: Loop every other one is compared with.
-REFERENCE_LOOP = "uvloop"
-#: Seconds a server may take to say "ready".
-READY_TIMEOUT = 30.0
 #: Seconds without any echo after which the load generator gives up.
 STALL_TIMEOUT = 5.0
-#: Connections opened (and kept) before the idle-memory baseline is taken.
-IDLE_WARMUP = 100
 #: Connections opened at a time in the idle-memory benchmark, before waiting for the
 #: server to accept them (well under the listen backlog).
 IDLE_BATCH = 1000
-#: File descriptors the harness keeps for itself besides the idle connections.
-FD_MARGIN = 64
-
-
-# --------------------------------------------------------------------------- processes
-
-
-class BuildError(RuntimeError):
-    """A C program of the benchmarks could not be compiled."""
-
-
-def build_tool(source: Path) -> Path:
-    """Compile ``source`` with ``cc -O2`` into build/bench/ unless up to date; its path."""
-    target = BUILD_DIR / source.stem
-    if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
-        return target
-    compiler = shutil.which("cc")
-    if compiler is None:
-        raise BuildError("no C compiler: 'cc' is not on PATH")
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # concurrent builds
-    done = subprocess.run([compiler, "-O2", "-Wall", "-Wextra", "-o", str(partial), str(source)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise BuildError(f"cc failed on {source.name}:\n{done.stderr.strip()}")
-    os.replace(partial, target)
-    return target
-
-
-def pinned(command: Sequence[str], cpu: int | None) -> list[str]:
-    """``command`` under ``taskset -c CPU`` (unchanged when ``cpu`` is None)."""
-    return list(command) if cpu is None else ["taskset", "-c", str(cpu), *command]
-
-
-def client_command(command: Sequence[str], cpu: int | None, batch: bool) -> list[str]:
-    """A load generator's argv: pinned, and under SCHED_BATCH when ``batch``.
-
-    SCHED_BATCH keeps the client's wake-ups from preempting the server that shares
-    its CPU: the server runs until it blocks, as a server whose clients are on
-    other machines does, instead of being interrupted after every response.
-    """
-    return pinned(["chrt", "--batch", "0", *command] if batch else command, cpu)
-
-
-class ServerUnavailable(Exception):
-    """A server did not start; ``status`` is 'missing', 'unsupported' or 'error'."""
-
-    def __init__(self, status: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-@dataclass
-class Server:
-    """A running server process and the port it listens on."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    stderr: Any  # the temporary file that collects its stderr
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def error_text(self) -> str:
-        """The last line the server wrote on stderr."""
-        self.stderr.seek(0)
-        return last_line(self.stderr.read().decode(errors="replace"))
-
-
-def python_server_command(loop_name: str, style: str) -> list[str]:
-    """The argv of a benchmarks.servers process on a free port."""
-    return [sys.executable, "-m", "benchmarks.servers", "--loop", loop_name, "--style", style,
-            "--port", "0"]
-
-
-def _read_first_line(stream: Any, deadline: float) -> tuple[str, bool]:
-    """The first line the process writes on ``stream``, and whether it closed the stream.
-
-    Gives up (returning what came) at ``deadline``.
-    """
-    data = b""
-    fd = stream.fileno()
-    while b"\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return data.decode(errors="replace").strip(), False
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return data.decode(errors="replace").strip(), True
-        data += chunk
-    return data.decode(errors="replace").partition("\n")[0].strip(), False
-
-
-def start_server(command: Sequence[str], cpu: int | None,
-                 timeout: float = READY_TIMEOUT) -> Server:
-    """Start a server that prints ``ready PORT``; raise ServerUnavailable if it does not."""
-    stderr = tempfile.TemporaryFile()
-    process = subprocess.Popen(pinned(command, cpu), cwd=REPO_ROOT, env=child_env(),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
-    assert process.stdout is not None
-    line, closed = _read_first_line(process.stdout, time.monotonic() + timeout)
-    words = line.split()
-    if len(words) == 2 and words[0] == "ready" and words[1].isdigit():
-        return Server(process, int(words[1]), stderr)
-    server = Server(process, 0, stderr)
-    if closed or line:  # it said why it does not start and is exiting: get its status
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-    returncode = stop_server(server)
-    try:
-        reason: dict[str, str] = json.loads(line) if line.startswith("{") else {}
-    except json.JSONDecodeError:
-        reason = {}
-    if returncode == EXIT_LOOP_MISSING and "missing" in reason:
-        raise ServerUnavailable("missing", reason["missing"])
-    if returncode == EXIT_UNSUPPORTED and "unsupported" in reason:
-        raise ServerUnavailable("unsupported", reason["unsupported"])
-    why = "not ready" if returncode is None else describe_exit(returncode)
-    raise ServerUnavailable("error", f"server {why}: {server.error_text() or line or 'no output'}")
-
-
-def stop_server(server: Server) -> int | None:
-    """Stop the server; its exit status if it had exited by itself, else None."""
-    process = server.process
-    exited = process.poll()
-    if exited is None:
-        process.terminate()
-        try:
-            process.wait(3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
-    return exited
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by all threads of ``pid``, in seconds."""
-    total_ns = 0
-    task_dir = Path(f"/proc/{pid}/task")
-    for tid in os.listdir(task_dir):
-        try:  # a thread may exit between listdir and the read
-            total_ns += int((task_dir / tid / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total_ns / 1e9
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of ``pid`` (VmRSS), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def open_fd_count(pid: int) -> int:
-    """Number of file descriptors ``pid`` holds open."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def raise_fd_limit() -> int:
-    """Raise this process's RLIMIT_NOFILE to its hard limit; return the new limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class Point:
-    """All repeats of one measured point (one server on one loop at one size)."""
-
-    status: str = "ok"  # "ok", "missing", "unsupported" or "error"
-    detail: str = ""
-    samples: list[dict[str, float]] = field(default_factory=list)
-
-    def median(self, metric: str) -> float | None:
-        """Median of ``metric`` over the repeats; None without samples."""
-        values = [s[metric] for s in self.samples if s.get(metric) is not None]
-        return statistics.median(values) if self.status == "ok" and values else None
-
-    def spread(self, metric: str) -> float:
-        """Half the range of ``metric`` relative to its median (as micro's cells)."""
-        return Cell(rates=[s[metric] for s in self.samples]).spread
-
-    def fail(self, status: str, detail: str) -> None:
-        self.status, self.detail = status, detail
-
-
-def ratio(point: Point | None, reference: Point | None, metric: str) -> float | None:
-    """``point``'s median of ``metric`` over ``reference``'s; None when one is missing."""
-    if point is None or reference is None:
-        return None
-    value, base = point.median(metric), reference.median(metric)
-    return value / base if value is not None and base else None
-
-
-def format_number(value: float | None, digits: int = 3) -> str:
-    """'12.3', '1.23k'; '-' for None."""
-    return "-" if value is None else format_rate(value) if value >= 1000 else f"{value:.{digits}g}"
-
-
-def format_size(size: int) -> str:
-    """1024 -> '1 KiB'."""
-    return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
-
-
-def point_text(point: Point, metric: str, *, spread: bool = False) -> str:
-    """A table cell: the median (and spread), or the point's status."""
-    if point.status != "ok":
-        return point.status
-    text = format_number(point.median(metric))
-    if spread and len(point.samples) > 1:
-        text += f" ±{point.spread(metric):.0%}"
-    return text
-
-
-def notes(points: dict[Any, Point], label: Callable[[Any], str]) -> list[str]:
-    """One line per failed point, and one per reason a loop or style has no numbers."""
-    lines: list[str] = []
-    reasons: set[tuple[str, str]] = set()
-    for key, point in points.items():
-        if point.status == "ok" or (point.status, point.detail) in reasons:
-            continue
-        if point.status != "error":
-            reasons.add((point.status, point.detail))
-        lines.append(f"{label(key)}: {point.status} ({point.detail})")
-    return lines
 
 
 # --------------------------------------------------------------------------- measuring
@@ -425,12 +174,6 @@ class Report:
         return any(p.status == "error" for p in (*self.echo.values(), *self.memory.values()))
 
 
-def log(verbose: bool, message: str) -> None:
-    """Progress on stderr, with --verbose only."""
-    if verbose:
-        print(message, file=sys.stderr, flush=True)
-
-
 def server_command(style: str, loop_name: str, floor: Path) -> list[str]:
     """The argv of the server of a (style, loop) pair, the floor included."""
     if loop_name == FLOOR_LOOP:
@@ -472,25 +215,6 @@ def run_loadgen(loadgen: Path, server: Server, size: int, settings: Settings) ->
     }
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 10 ms; RuntimeError mentioning ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def settled_rss(pid: int, timeout: float = 3.0) -> int:
-    """The server's RSS once it has stopped changing (4 equal reads 50 ms apart)."""
-    deadline = time.monotonic() + timeout
-    reads = [rss_bytes(pid)]
-    while time.monotonic() < deadline and (len(reads) < 4 or len(set(reads[-4:])) > 1):
-        time.sleep(0.05)
-        reads.append(rss_bytes(pid))
-    return reads[-1]
-
-
 def open_idle_connections(server: Server, count: int, clients: list[socket.socket]) -> None:
     """Add ``count`` connections to ``clients``, in batches the server accepts in turn."""
     already = open_fd_count(server.pid)
@@ -514,38 +238,7 @@ def measure_idle_memory(server: Server, count: int) -> float:
         open_idle_connections(server, count, clients)
         return (settled_rss(server.pid) - baseline) / count
     finally:
-        reset = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT left behind
-        for sock in clients:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
-            sock.close()
-
-
-def run_point(command: Sequence[str], point: Point, cpu: int | None,
-              work: Callable[[Server], dict[str, float]]) -> str:
-    """Start a server, do ``work`` on it, stop it; record the sample or the failure.
-
-    Returns a short description for the progress log.
-    """
-    try:
-        server = start_server(command, cpu)
-    except ServerUnavailable as exc:
-        point.fail(exc.status, exc.detail)
-        return f"{exc.status}: {exc.detail}"
-    try:
-        sample = work(server)
-    except (RuntimeError, OSError) as exc:
-        crashed = server.process.poll()
-        stop_server(server)
-        why = f"server {describe_exit(crashed)}: {server.error_text()}" if crashed is not None \
-            else str(exc)
-        point.fail("error", why)
-        return f"error: {why}"
-    crashed = stop_server(server)
-    if crashed is not None:
-        point.fail("error", f"server {describe_exit(crashed)}: {server.error_text()}")
-        return f"error: {point.detail}"
-    point.samples.append(sample)
-    return ", ".join(f"{k}={format_number(v)}" for k, v in sample.items() if v is not None)
+        close_with_reset(clients)
 
 
 def servers_to_run(settings: Settings) -> list[tuple[str, str]]:
@@ -637,32 +330,17 @@ def memory_table(report: Report, *, markdown: bool = False) -> str:
     return format_table(header, rows, markdown=markdown)
 
 
-def loop_versions(loops: Sequence[str]) -> dict[str, str]:
-    """Version of each loop that imports here (the servers import the same ones)."""
-    versions = {}
-    for name in loops:
-        try:
-            versions[name] = load_loop_factory(name)[1]
-        except LoopMissing:
-            pass
-    return versions
-
-
 def describe_run(settings: Settings) -> str:
     """One line saying how the numbers were obtained."""
-    pinned_to = "not pinned" if settings.cpu is None else \
-        f"server and load generator pinned to CPU {settings.cpu}"
-    pinned_to += ", load generator under SCHED_BATCH" if settings.client_batch else ""
-    versions = ", ".join(f"{k} {v}" for k, v in loop_versions(settings.loops).items())
+    pinned_to = pinning_text(settings.cpu, settings.client_batch, "load generator")
     return (f"median of {settings.repeat} run(s), {settings.connections} connections, "
             f"{settings.duration:g} s windows after {settings.warmup:g} s warm-up, {pinned_to}; "
-            f"Python {platform.python_version()} on {cpu_model()}; {versions}")
+            f"{machine_text()}; {versions_text(loop_versions(settings.loops))}")
 
 
 def print_report(report: Report, *, markdown: bool) -> None:
     settings = report.settings
-    caption = describe_run(settings)
-    print(f"_{caption}_\n" if markdown else caption + "\n")
+    print_caption(describe_run(settings), markdown=markdown)
     print("Echo: requests/s (higher is better), server CPU µs per request (lower is better), "
           "p99 latency µs; the floor row's ratios are to uvloop's protocol server.\n")
     print(echo_table(report, markdown=markdown))
@@ -672,9 +350,7 @@ def print_report(report: Report, *, markdown: bool) -> None:
         print(memory_table(report, markdown=markdown))
     lines = notes(report.echo, lambda k: f"{format_size(k[0])} {k[1]} on {k[2]}")
     lines += notes(report.memory, lambda k: f"idle memory {k[0]} on {k[1]}")
-    if lines:
-        print()
-        print("\n".join(f"- {line}" if markdown else line for line in lines))
+    print_notes(lines, markdown=markdown)
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -722,9 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.echo",
         description="TCP echo servers of phaseloop, uvloop and asyncio against a C epoll floor.")
-    parser.add_argument("--loops", default=",".join(LOOP_NAMES),
-                        type=lambda s: split_names(s, LOOP_NAMES, "loop"),
-                        help="comma-separated loops (default: %(default)s)")
+    add_loops_option(parser)
     parser.add_argument("--styles", default=",".join(ECHO_STYLES),
                         type=lambda s: split_names(s, ECHO_STYLES, "style"),
                         help="comma-separated server styles (default: %(default)s)")
@@ -749,19 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "SCHED_BATCH, it does not preempt the server) or 'normal'")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 repeat, 0.2 s windows, 200 idle connections")
-    parser.add_argument("--json", metavar="FILE",
-                        help="also write the results as JSON ('-': stdout)")
-    parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every run on stderr")
+    add_output_options(parser, markdown_help="print the tables as markdown")
     return parser
-
-
-def require_tools(cpu: int | None, batch: bool) -> None:
-    """Exit with a message when taskset or chrt (util-linux) is needed and missing."""
-    for needed, tool, option in ((cpu is not None, "taskset", "--cpu none"),
-                                 (batch, "chrt", "--client-policy normal")):
-        if needed and shutil.which(tool) is None:
-            raise SystemExit(f"{tool} not found (util-linux): install it or pass {option}")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -773,10 +436,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     require_tools(args.cpu, args.client_policy == "batch")
     idle = args.idle_connections
     if idle > 0:
-        limit = raise_fd_limit() - IDLE_WARMUP - FD_MARGIN
-        if idle > limit:
-            print(f"RLIMIT_NOFILE allows {limit} idle connections, not {idle}", file=sys.stderr)
-            idle = max(limit, 0)
+        idle = idle_connections_allowed(idle)
     return Settings(loops=args.loops, styles=args.styles, sizes=args.sizes, floor=args.floor,
                     repeat=args.repeat, connections=args.connections, duration=args.duration,
                     warmup=args.warmup, idle_connections=idle, cpu=args.cpu,

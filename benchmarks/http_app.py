@@ -17,14 +17,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
 from typing import Sequence
+
+from benchmarks.harness import (
+    Server,
+    cpus_to_pin,
+    free_port,
+    pinned,
+    say_ready,
+    start_server,
+    stop_server,
+)
+from benchmarks.wrk import parse_wrk_output, wrk_command
 
 SERVERS = ("phaseloop.http", "uvicorn+uvloop")
 
@@ -41,7 +52,7 @@ def serve_phaseloop(port: int) -> None:
 
     async def main() -> None:
         server = await app.listen(port)
-        print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
+        say_ready(server.sockets[0].getsockname()[1])
         await server.serve_forever()
     phaseloop.run(main())
 
@@ -56,54 +67,33 @@ async def _asgi_hello(scope, receive, send):  # noqa: ANN001 - ASGI signature
 
 def serve_uvicorn(port: int) -> None:
     import uvicorn
-    print(f"ready {port}", flush=True)
+    say_ready(port)  # before uvicorn binds: start() waits until the port accepts
     uvicorn.run(_asgi_hello, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 log_level="error", access_log=False)
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(name: str, cpu: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "benchmarks.http_app", "--serve", name, "--port", str(port)]
-    if cpu != "none" and shutil.which("taskset"):
-        cmd = ["taskset", "-c", cpu, *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    line = proc.stdout.readline().decode()                           # "ready PORT"
-    if not line.startswith("ready"):
-        proc.kill()
-        raise RuntimeError(f"{name} did not start")
-    import socket
+def start(name: str, cpu: str | None) -> Server:
+    """The server ``name`` on a free port, pinned to ``cpu``, once it accepts connections."""
+    server = start_server([sys.executable, "-m", "benchmarks.http_app", "--serve", name,
+                           "--port", str(free_port())], cpu)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:                                # wait until it accepts
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection(("127.0.0.1", server.port), timeout=0.2).close()
             break
         except OSError:
             time.sleep(0.05)
-    return proc, port
+    return server
 
 
-def _to_us(value: str, unit: str) -> float:
-    return float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
-
-
-def run_wrk(port: int, seconds: int, connections: int, cpu: str) -> dict[str, float]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-           f"http://127.0.0.1:{port}/"]
-    if cpu != "none" and shutil.which("taskset"):
-        cmd = ["taskset", "-c", cpu, *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
+def run_wrk(port: int, seconds: int, connections: int, cpu: str | None) -> dict[str, float]:
+    command = pinned(wrk_command(f"http://127.0.0.1:{port}/", connections, seconds), cpu)
+    out = subprocess.run(command, capture_output=True, text=True, check=True,
+                         timeout=seconds + 30).stdout
+    result = parse_wrk_output(out)
+    if result["errors"]:
         raise RuntimeError("wrk saw errors:\n" + out)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    return {"rps": rps, "p99_us": _to_us(p99.group(1), p99.group(2))}
+    return {"rps": result["rps"], "p99_us": result["p99_us"]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,20 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("wrk not found (apt-get install wrk)", file=sys.stderr)
         return 2
+    cpu = cpus_to_pin(args.cpu)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
     for repeat in range(args.repeat):
         for name in SERVERS:
-            proc, port = start(name, args.cpu)
+            server = start(name, cpu)
             try:
-                run_wrk(port, 1, args.connections, args.cpu)          # warm-up
-                result = run_wrk(port, args.duration, args.connections, args.cpu)
+                run_wrk(server.port, 1, args.connections, cpu)          # warm-up
+                result = run_wrk(server.port, args.duration, args.connections, cpu)
             finally:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_server(server, signal.SIGINT, 5)
             results[name].append(result)
             print(f"[{repeat + 1}/{args.repeat}] {name:<15} {result['rps']:>10.0f} req/s  "
                   f"p99 {result['p99_us']:>8.0f} µs", file=sys.stderr, flush=True)

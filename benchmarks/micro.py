@@ -25,13 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib
 import itertools
 import json
-import os
 import platform
 import random
-import signal
 import socket
 import statistics
 import subprocess
@@ -39,31 +36,44 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from benchmarks.harness import (
+    EXIT_LOOP_MISSING,
+    REPO_ROOT,
+    child_env,
+    describe_exit,
+    last_line,
+    log,
+    pin_to_cpu,
+    say_unavailable,
+)
+from benchmarks.loops import LoopMissing, load_loop_factory
+from benchmarks.options import add_loops_option, add_output_options, parse_cpu, split_names
+from benchmarks.tables import (
+    cpu_model,
+    format_rate,
+    format_ratio,
+    format_table,
+    machine_text,
+    print_caption,
+    print_notes,
+    ratio_pairs,
+    relative_spread,
+    versions_text,
+    write_json,
+)
 
 __all__ = [
     "BENCHMARKS",
-    "LOOP_NAMES",
     "Benchmark",
     "ChildOutcome",
     "child_command",
-    "describe_exit",
-    "format_table",
-    "last_line",
     "main",
     "parse_child_output",
-    "ratio_pairs",
+    "run_child",
 ]
 
-#: Loops the harness knows, in the order they run and are printed.
-LOOP_NAMES: tuple[str, ...] = ("phaseloop", "uvloop", "asyncio")
-#: Loops every other loop is compared to, when they were measured.
-REFERENCE_LOOPS: tuple[str, ...] = ("uvloop", "asyncio")
-#: Exit status of a child whose loop cannot be imported.
-EXIT_LOOP_MISSING = 3
-#: Directory that holds the ``benchmarks`` package; children run from there.
-REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Seed of the random timer delays, so that every loop gets the same ones.
 DELAY_SEED = 20240611
 #: Longest random timer delay, in seconds.
@@ -322,35 +332,6 @@ def random_delays(count: int) -> list[float]:
 # --------------------------------------------------------------------------- child side
 
 
-class LoopMissing(Exception):
-    """The loop's module cannot be imported."""
-
-
-def load_loop_factory(name: str) -> tuple[Callable[[], Loop], str]:
-    """Return ``(new_event_loop, version)`` for the loop called ``name``.
-
-    Raises LoopMissing when its module does not import.
-    """
-    if name == "asyncio":
-        return asyncio.new_event_loop, platform.python_version()
-    try:
-        module = importlib.import_module(name)
-    except ImportError as exc:
-        raise LoopMissing(f"{type(exc).__name__}: {exc}") from exc
-    return module.new_event_loop, str(getattr(module, "__version__", "unknown"))
-
-
-def pin_to_cpu(cpu: int | None) -> bool:
-    """Pin this process (and the threads it starts) to ``cpu``; False if not possible."""
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        return False
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError:
-        return False
-    return True
-
-
 def run_workload(bench: Benchmark, factory: Callable[[], Loop], n: int,
                  warmup: int, setup_n: int) -> float:
     """Run ``bench`` with ``n`` operations on a fresh loop; return elapsed seconds.
@@ -382,7 +363,7 @@ def child_main(args: argparse.Namespace) -> int:
     try:
         factory, version = load_loop_factory(loop_name)
     except LoopMissing as exc:
-        print(json.dumps({"missing": str(exc)}), flush=True)
+        say_unavailable("missing", str(exc))
         return EXIT_LOOP_MISSING
     bench = BENCHMARKS[bench_name]
     n = bench.n if args.n is None else args.n
@@ -405,13 +386,6 @@ def child_command(loop_name: str, bench_name: str, n: int, *, warmup: int = 0,
     return command
 
 
-def child_env() -> dict[str, str]:
-    """Environment of a child: ours, with a fixed hash seed for repeatability."""
-    env = dict(os.environ)
-    env["PYTHONHASHSEED"] = "0"
-    return env
-
-
 @dataclass
 class ChildOutcome:
     """What one child reported: a result, a missing loop, or an error."""
@@ -427,22 +401,6 @@ class ChildOutcome:
     def rate(self) -> float:
         """Operations per second."""
         return self.ops / self.seconds if self.seconds > 0 else float("inf")
-
-
-def last_line(text: str) -> str:
-    """The last non-empty line of ``text`` (an exception's message, usually)."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def describe_exit(returncode: int) -> str:
-    """'exit status 1' or 'killed by SIGSEGV'."""
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit status {returncode}"
 
 
 def parse_child_output(returncode: int, stdout: str, stderr: str) -> ChildOutcome:
@@ -487,10 +445,7 @@ class Cell:
     @property
     def spread(self) -> float:
         """Half the range of the repeats, relative to the median (0 for one repeat)."""
-        median = self.median
-        if not median or len(self.rates) < 2:
-            return 0.0
-        return (max(self.rates) - min(self.rates)) / 2 / median
+        return relative_spread(self.rates) if self.status == "ok" else 0.0
 
 
 @dataclass
@@ -540,12 +495,6 @@ def _record(report: Report, bench: str, loop_name: str, outcome: ChildOutcome) -
         report.pinned = report.pinned or outcome.pinned
 
 
-def _log(settings: Settings, message: str) -> None:
-    """Progress on stderr, with --verbose only."""
-    if settings.verbose:
-        print(message, file=sys.stderr, flush=True)
-
-
 def measure(settings: Settings) -> Report:
     """Run every (repeat, benchmark, loop) child, loops interleaved; collect results."""
     report = Report(settings, {b: {lp: Cell() for lp in settings.loops} for b in settings.benches})
@@ -562,7 +511,7 @@ def measure(settings: Settings) -> Report:
                 command = child_command(loop_name, bench_name, n, warmup=warmup, cpu=settings.cpu)
                 outcome = run_child(command, settings.timeout)
                 _record(report, bench_name, loop_name, outcome)
-                _log(settings, f"[{repeat + 1}/{settings.repeat}] {bench_name:<22} "
+                log(settings.verbose, f"[{repeat + 1}/{settings.repeat}] {bench_name:<22} "
                                f"{loop_name:<10} {_outcome_text(outcome)}")
     for loop_name in report.missing:
         for row in report.cells.values():
@@ -578,51 +527,6 @@ def _outcome_text(outcome: ChildOutcome) -> str:
 
 
 # --------------------------------------------------------------------------- output
-
-
-def format_rate(value: float) -> str:
-    """Operations per second with an SI suffix: '1.23M', '845k'."""
-    for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= threshold:
-            return f"{value / threshold:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def format_ratio(value: float | None) -> str:
-    """A ratio as '1.23x', or '-' when either side is missing."""
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def ratio_pairs(loops: Sequence[str]) -> list[tuple[str, str]]:
-    """(loop, reference) pairs to show: every loop against uvloop, then against asyncio.
-
-    A pair whose reverse is already shown is skipped (asyncio/uvloop, not also
-    uvloop/asyncio).
-    """
-    pairs: list[tuple[str, str]] = []
-    for reference in REFERENCE_LOOPS:
-        if reference not in loops:
-            continue
-        for loop_name in loops:
-            if loop_name != reference and (reference, loop_name) not in pairs:
-                pairs.append((loop_name, reference))
-    return pairs
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], *,
-                 markdown: bool = False) -> str:
-    """Render rows as aligned plain text, or as a GitHub markdown table."""
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
-    def line(cells: Sequence[str]) -> str:
-        first = str(cells[0]).ljust(widths[0])
-        rest = (str(c).rjust(w) for c, w in zip(cells[1:], widths[1:]))
-        return "  ".join((first, *rest)).rstrip()
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
 def _cell_text(cell: Cell) -> str:
@@ -653,24 +557,12 @@ def result_table(report: Report, *, markdown: bool = False) -> str:
     return format_table(header, rows, markdown=markdown)
 
 
-def cpu_model() -> str:
-    """The CPU's model name, as /proc/cpuinfo tells it (or what platform knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def describe_run(report: Report) -> str:
     """One line saying how the numbers were obtained."""
     settings = report.settings
-    versions = ", ".join(f"{name} {version}" for name, version in report.versions.items())
     pinned = f"pinned to CPU {settings.cpu}" if report.pinned else "not pinned"
     return (f"median of {settings.repeat} run(s) per cell, fresh process each, {pinned}; "
-            f"Python {platform.python_version()} on {cpu_model()}; {versions}")
+            f"{machine_text()}; {versions_text(report.versions)}")
 
 
 def notes(report: Report) -> list[str]:
@@ -685,17 +577,11 @@ def notes(report: Report) -> list[str]:
 
 def print_report(report: Report, *, markdown: bool) -> None:
     """Print the table, how it was measured, and the notes."""
-    if markdown:
-        print(f"_{describe_run(report)}_\n")
-    else:
+    if not markdown:
         print("ops per second, higher is better; ratio > 1: the first loop is faster")
-        print(describe_run(report))
-        print()
+    print_caption(describe_run(report), markdown=markdown)
     print(result_table(report, markdown=markdown))
-    extra = notes(report)
-    if extra:
-        print()
-        print("\n".join(f"- {line}" if markdown else line for line in extra))
+    print_notes(notes(report), markdown=markdown)
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -718,32 +604,7 @@ def report_json(report: Report) -> dict[str, Any]:
     }
 
 
-def write_json(data: dict[str, Any], path: str) -> None:
-    """Write ``data`` as JSON to ``path`` ('-' for stdout)."""
-    text = json.dumps(data, indent=2)
-    if path == "-":
-        print(text)
-    else:
-        Path(path).write_text(text + "\n")
-
-
 # --------------------------------------------------------------------------- command line
-
-
-def split_names(text: str, known: Sequence[str], what: str) -> list[str]:
-    """Parse 'a,b,c' into names from ``known``, in the given order."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in known]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown {what} {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(known)}")
-    return names
-
-
-def parse_cpu(text: str) -> int | None:
-    """'0' -> 0; 'none' -> None (do not pin)."""
-    return None if text.lower() in ("none", "-1", "") else int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -752,10 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks.micro",
         description="Throughput of the event loop's hot paths: phaseloop, uvloop, asyncio.",
         epilog="benchmarks: " + ", ".join(BENCHMARKS) + " (see benchmarks/README.md)")
-    parser.add_argument("--loops", default=",".join(LOOP_NAMES),
-                        type=lambda s: split_names(s, LOOP_NAMES, "loop"),
-                        help="comma-separated loops, run interleaved in this order "
-                             "(default: %(default)s)")
+    add_loops_option(parser, help="comma-separated loops, run interleaved in this order "
+                                  "(default: %(default)s)")
     parser.add_argument("--bench", default=",".join(BENCHMARKS),
                         type=lambda s: split_names(s, list(BENCHMARKS), "benchmark"),
                         help="comma-separated benchmarks (default: all)")
@@ -769,10 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CPU to pin each child to, or 'none' (default: 0)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds one child may take (default: 120, 10 with --quick)")
-    parser.add_argument("--json", metavar="FILE",
-                        help="also write the results as JSON ('-': stdout)")
-    parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every child on stderr")
+    add_output_options(parser, verbose_help="log every child on stderr")
     # Child side: one measurement, printed as JSON.  Used by the parent and by callgrind.
     parser.add_argument("--child", nargs=2, metavar=("LOOP", "BENCH"), help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=None, help=argparse.SUPPRESS)

@@ -13,7 +13,8 @@ Example::
     python -m benchmarks.realservers --quick         # smoke run, ~10 s
     python -m benchmarks.realservers --apps aiohttp --loops phaseloop,uvloop --markdown
 
-Method, as ``benchmarks.http`` (whose wrk driver and measurement this reuses):
+Method, as ``benchmarks.http`` (both take wrk's driver and measurement from
+``benchmarks.wrk``):
 server and wrk (one thread, ``--connections`` keep-alive connections) pinned to
 the same CPU (``--cpu``, default 0) with wrk under SCHED_BATCH, a fresh server
 process per (repeat, app, loop) that says ``ready PORT`` once it accepts
@@ -45,35 +46,44 @@ import asyncio
 import importlib
 import importlib.metadata
 import importlib.util
-import json
-import platform
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
-from benchmarks.echo import (
-    REFERENCE_LOOP,
-    Point,
-    loop_versions,
-    point_text,
-    ratio,
-    run_point,
-)
-from benchmarks.echo import log as progress
-from benchmarks.http import Settings as HttpSettings
-from benchmarks.http import add_wrk_arguments, measure_once, prepare_wrk_run, wrk_version
-from benchmarks.micro import (
+from benchmarks.harness import (
     EXIT_LOOP_MISSING,
+    log,
+    raise_fd_limit,
+    say_ready,
+    say_unavailable,
+)
+from benchmarks.loops import (
     LOOP_NAMES,
+    REFERENCE_LOOP,
     LoopMissing,
+    load_loop_factory,
+    loop_versions,
+)
+from benchmarks.options import split_names
+from benchmarks.points import Point, point_text, ratio, run_point
+from benchmarks.tables import (
     cpu_model,
     format_ratio,
     format_table,
-    load_loop_factory,
-    split_names,
+    machine_text,
+    print_caption,
+    print_notes,
+    versions_text,
     write_json,
 )
-from benchmarks.servers import raise_fd_limit
+from benchmarks.wrk import Settings as WrkSettings
+from benchmarks.wrk import (
+    add_wrk_arguments,
+    describe_wrk_run,
+    measure_once,
+    prepare_wrk_run,
+    wrk_version,
+)
 
 __all__ = ["APPS", "main"]
 
@@ -179,12 +189,12 @@ def serve(app_name: str, loop_name: str, port: int) -> int:
                 raise LoopMissing(f"{app.label} needs {name} (pip install -e .[integration]): "
                                   f"{exc}") from exc
     except LoopMissing as exc:
-        print(json.dumps({"missing": str(exc)}), flush=True)
+        say_unavailable("missing", str(exc))
         return EXIT_LOOP_MISSING
     loop = factory()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(app.serve(port, lambda bound: print(f"ready {bound}", flush=True)))
+        loop.run_until_complete(app.serve(port, say_ready))
     except KeyboardInterrupt:
         pass
     finally:
@@ -196,8 +206,8 @@ def serve(app_name: str, loop_name: str, port: int) -> int:
 
 
 @dataclass
-class Settings(HttpSettings):
-    """benchmarks.http's settings, and which apps to measure."""
+class Settings(WrkSettings):
+    """The wrk benchmarks' settings, and which apps to measure."""
 
     apps: list[str] = field(default_factory=lambda: list(APPS))
 
@@ -230,8 +240,8 @@ def measure(settings: Settings) -> Report:
                 continue  # missing or failed once: not started again
             outcome = run_point(server_command(app_name, loop_name), point, settings.cpu,
                                 lambda server: measure_once(server, settings))
-            progress(settings.verbose, f"[{repeat + 1}/{settings.repeat}] {app_name:<9} "
-                                       f"{loop_name:<9} {outcome}")
+            log(settings.verbose, f"[{repeat + 1}/{settings.repeat}] {app_name:<9} "
+                                  f"{loop_name:<9} {outcome}")
     return report
 
 
@@ -270,15 +280,8 @@ def package_versions() -> dict[str, str]:
 
 def describe_run(settings: Settings) -> str:
     """One line saying how the numbers were obtained."""
-    pinned_to = "not pinned" if settings.cpu is None else \
-        f"server and wrk pinned to CPU {settings.cpu}"
-    pinned_to += ", wrk under SCHED_BATCH" if settings.client_batch else ""
-    loops = ", ".join(f"{k} {v}" for k, v in loop_versions(settings.loops).items())
-    packages = ", ".join(f"{k} {v}" for k, v in package_versions().items())
-    return (f"median of {settings.repeat} run(s), {wrk_version()} -t1 "
-            f"-c{settings.connections} -d{settings.duration}s after a {settings.warmup} s "
-            f"warm-up, {pinned_to}; uvicorn --http {uvicorn_http()}; "
-            f"Python {platform.python_version()} on {cpu_model()}; {loops}; {packages}")
+    return (f"{describe_wrk_run(settings)}; uvicorn --http {uvicorn_http()}; {machine_text()}; "
+            f"{versions_text(loop_versions(settings.loops))}; {versions_text(package_versions())}")
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -330,21 +333,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = prepare_wrk_run(args)
     if status is not None:
         return status
-    settings = Settings(loops=args.loops, repeat=args.repeat, connections=args.connections,
-                        duration=args.duration, warmup=args.warmup, cpu=args.cpu,
-                        client_batch=args.client_policy == "batch", verbose=args.verbose,
-                        apps=args.apps)
+    settings = Settings.from_args(args, apps=args.apps)
     report = measure(settings)
-    caption = describe_run(settings)
-    print(f"_{caption}_\n" if args.markdown else caption + "\n")
+    print_caption(describe_run(settings), markdown=args.markdown)
     print("HTTP/1.1 hello world on real frameworks: requests/s (higher is better), server CPU "
           "µs per request (lower is better), latency µs; ratios to uvloop on the same app.\n")
     print(result_table(report, markdown=args.markdown))
     problems = [f"{APPS[app].label} on {lp}: {p.status} ({p.detail})"
                 for (app, lp), p in report.points.items() if p.status != "ok"]
-    if problems:
-        print()
-        print("\n".join(f"- {line}" if args.markdown else line for line in problems))
+    print_notes(problems, markdown=args.markdown)
     if args.json:
         write_json(report_json(report), args.json)
     return 1 if report.failed else 0

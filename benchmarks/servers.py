@@ -1,4 +1,4 @@
-"""The servers of the server benchmarks (benchmarks.echo, benchmarks.http).
+"""The servers of the server benchmarks (benchmarks.echo, benchmarks.http, benchmarks.tls).
 
 One server per process, on the loop and in the style asked for::
 
@@ -20,11 +20,13 @@ SIGINT).  Styles:
 - ``https``: the same over TLS, ``tls-echo``: ``protocol`` over TLS (both need
   ``--cert`` and ``--key``: the server's certificate chain and key, PEM).
 
-The loop is one of ``benchmarks.micro.LOOP_NAMES``.  A loop that does not import
+The loop is one of ``benchmarks.loops.LOOP_NAMES``.  A loop that does not import
 makes the process print ``{"missing": REASON}`` and exit with status 3
 (``EXIT_LOOP_MISSING``, as the micro-benchmarks do); a loop that does not
 implement what the style needs (``NotImplementedError``) prints
-``{"unsupported": REASON}`` and exits with status 4 (``EXIT_UNSUPPORTED``).  The
+``{"unsupported": REASON}`` and exits with status 4 (``EXIT_UNSUPPORTED``); both
+are ``benchmarks.harness``'s, whose ``start_server`` reads these lines.  The
+parent side builds the command line with :func:`python_server_command`.  The
 ``sock`` style checks sock_accept, sock_recv and sock_sendall on a connection to
 itself before it says ``ready``, so a loop without them fails there and not on the
 benchmark's first client.
@@ -33,9 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import resource
 import shutil
 import socket
 import ssl
@@ -43,12 +43,18 @@ import subprocess
 import sys
 from typing import Awaitable, Callable, Sequence
 
-from benchmarks.micro import EXIT_LOOP_MISSING, LOOP_NAMES, LoopMissing, load_loop_factory
+from benchmarks.harness import (
+    EXIT_LOOP_MISSING,
+    EXIT_UNSUPPORTED,
+    raise_fd_limit,
+    say_ready,
+    say_unavailable,
+)
+from benchmarks.loops import LOOP_NAMES, LoopMissing, load_loop_factory
 
-__all__ = ["EXIT_UNSUPPORTED", "STYLES", "main"]
+__all__ = ["STYLES", "EchoProtocol", "main", "make_certificate", "python_server_command",
+           "server_tls_context"]
 
-#: Exit status of a server whose loop lacks what its style needs.
-EXIT_UNSUPPORTED = 4
 #: Largest read of the streams and sock styles (a common application choice).
 READ_SIZE = 64 * 1024
 #: Listen backlog: deep enough for the idle-connection benchmark's bursts.
@@ -236,24 +242,12 @@ def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
-def raise_fd_limit() -> None:
-    """Let this process hold as many sockets as its hard limit allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def report(key: str, reason: str) -> None:
-    """Print the one JSON line that explains why the server did not start."""
-    print(json.dumps({key: reason}), flush=True)
-
-
 def serve(loop_name: str, style: str, port: int, tls: ssl.SSLContext | None = None) -> int:
     """Run the server until killed; the process's exit status."""
     try:
         factory, _version = load_loop_factory(loop_name)
     except LoopMissing as exc:
-        report("missing", str(exc))
+        say_unavailable("missing", str(exc))
         return EXIT_LOOP_MISSING
     needs, start = STYLES[style]
     loop = factory()
@@ -261,9 +255,10 @@ def serve(loop_name: str, style: str, port: int, tls: ssl.SSLContext | None = No
     try:
         bound, serving = loop.run_until_complete(start(loop, port, tls))
     except NotImplementedError as exc:
-        report("unsupported", f"{loop_name} lacks {needs}" + (f": {exc}" if str(exc) else ""))
+        say_unavailable("unsupported",
+                        f"{loop_name} lacks {needs}" + (f": {exc}" if str(exc) else ""))
         return EXIT_UNSUPPORTED
-    print(f"ready {bound}", flush=True)
+    say_ready(bound)
     try:
         if serving is None:
             loop.run_forever()
@@ -272,6 +267,12 @@ def serve(loop_name: str, style: str, port: int, tls: ssl.SSLContext | None = No
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def python_server_command(loop_name: str, style: str) -> list[str]:
+    """The argv of a server of this module on a free port (for harness.start_server)."""
+    return [sys.executable, "-m", "benchmarks.servers", "--loop", loop_name, "--style", style,
+            "--port", "0"]
 
 
 def build_parser() -> argparse.ArgumentParser:

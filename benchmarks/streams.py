@@ -15,16 +15,16 @@ CPU 0 (the executor threads share it), as the other benchmarks are.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
+
+from benchmarks.harness import pinned, run_json_child
+from benchmarks.tables import format_ratio, format_table
 
 NODE_SCRIPT = Path(__file__).resolve().parent / "node" / "upper_pipeline.js"
 
@@ -65,11 +65,7 @@ def run_one(kind: str, src: Path, dst: Path) -> float:
         command = ["node", str(NODE_SCRIPT), str(src), str(dst)]
     else:
         command = [sys.executable, "-c", CHILD, str(src), str(dst), kind]
-    done = subprocess.run(["taskset", "-c", "0", *command], capture_output=True, text=True,
-                          timeout=600, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{kind} failed: {done.stderr.strip()[-500:]}")
-    seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    seconds = run_json_child(pinned(command, 0), 600, kind)["seconds"]
     if dst.stat().st_size != src.stat().st_size:
         raise RuntimeError(f"{kind} wrote {dst.stat().st_size} bytes of {src.stat().st_size}")
     dst.unlink()
@@ -97,15 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rates = {k: size_mib / statistics.median(v) for k, v in samples.items()}
     print(f"uppercase pipeline over a {size_mib} MiB file, median of {repeat}, pinned to CPU 0, "
           f"{time.strftime('%Y-%m-%d')}")
-    sep = "|" if args.markdown else " "
+    ratios = {k: format_ratio(rate / rates["node"] if "node" in rates else None)
+              for k, rate in rates.items()}
     if args.markdown:
-        print("| pipeline | MiB/s | ÷ node |\n|---|---:|---:|")
-    for kind in kinds:
-        ratio = f"{rates[kind] / rates['node']:.2f}x" if "node" in rates else "-"
-        if args.markdown:
-            print(f"| {kind} | {rates[kind]:.0f} | {ratio} |")
-        else:
-            print(f"{kind:>10} {rates[kind]:8.0f} MiB/s {ratio:>7}")
+        print(format_table(["pipeline", "MiB/s", "÷ node"],
+                           [[k, f"{rates[k]:.0f}", ratios[k]] for k in kinds], markdown=True))
+    else:
+        for kind in kinds:
+            print(f"{kind:>10} {rates[kind]:8.0f} MiB/s {ratios[kind]:>7}")
     return 0
 
 

@@ -34,32 +34,38 @@ import os
 import socket
 import ssl
 import statistics
-import struct
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from benchmarks.echo import (IDLE_WARMUP, ServerUnavailable, open_fd_count,
-                             python_server_command, raise_fd_limit, settled_rss, start_server,
-                             stop_server, wait_until)
-from benchmarks.micro import (LoopMissing, format_rate, format_ratio, format_table,
-                              load_loop_factory, pin_to_cpu)
-from benchmarks.servers import make_certificate, server_tls_context
+from benchmarks.harness import (
+    IDLE_WARMUP,
+    ServerUnavailable,
+    close_with_reset,
+    idle_connections_allowed,
+    open_fd_count,
+    pin_to_cpu,
+    run_json_child,
+    settled_rss,
+    start_server,
+    stop_server,
+    wait_until,
+)
+from benchmarks.loops import LoopMissing, load_loop_factory
+from benchmarks.options import parse_cpu
+from benchmarks.servers import (
+    EchoProtocol,
+    make_certificate,
+    python_server_command,
+    server_tls_context,
+)
+from benchmarks.tables import format_rate, format_ratio, format_table, versions_text
 
 SIZES_KIB = (1, 64)
 POINTS = [f"echo {s} KiB" for s in SIZES_KIB] + ["handshake"]
 CHILD_TIMEOUT = 120.0
-
-
-class EchoServer(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.transport.write(data)
 
 
 class EchoClient(asyncio.Protocol):
@@ -103,7 +109,7 @@ def contexts(cert: str, key: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 async def echo_point(size: int, connections: int, seconds: float,
                      server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> int:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(EchoServer, "127.0.0.1", 0, ssl=server_ctx)
+    server = await loop.create_server(EchoProtocol, "127.0.0.1", 0, ssl=server_ctx)
     port = server.sockets[0].getsockname()[1]
     message = os.urandom(size)
     deadline = time.monotonic() + seconds
@@ -122,7 +128,7 @@ async def echo_point(size: int, connections: int, seconds: float,
 async def handshake_point(seconds: float, server_ctx: ssl.SSLContext,
                           client_ctx: ssl.SSLContext) -> int:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(EchoServer, "127.0.0.1", 0, ssl=server_ctx)
+    server = await loop.create_server(EchoProtocol, "127.0.0.1", 0, ssl=server_ctx)
     port = server.sockets[0].getsockname()[1]
     deadline = time.monotonic() + seconds
     count = 0
@@ -137,7 +143,7 @@ async def handshake_point(seconds: float, server_ctx: ssl.SSLContext,
 
 
 def child_main(args: argparse.Namespace) -> int:
-    pin_to_cpu(None if args.cpu == "none" else int(args.cpu))
+    pin_to_cpu(parse_cpu(args.cpu))
     factory, _ = load_loop_factory(args.child)
     server_ctx, client_ctx = contexts(args.cert, args.key)
 
@@ -187,10 +193,7 @@ def measure_idle_memory(loop_name: str, count: int, cpu: int | None, cert: str,
                    f"the server to hold {count} more connections")
         return (settled_rss(server.pid, timeout=10.0) - baseline) / count
     finally:
-        reset = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT left behind
-        for sock in clients:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
-            sock.close()
+        close_with_reset(clients)
         crashed = stop_server(server)
         if crashed is not None:
             raise RuntimeError(f"the {loop_name} server exited with {crashed}: "
@@ -221,10 +224,7 @@ def run_child(loop_name: str, point: str, args: argparse.Namespace, cert: str, k
     command = [sys.executable, "-m", "benchmarks.tls", "--child", loop_name, "--point", point,
                "--seconds", str(args.seconds), "--connections", str(args.connections),
                "--cpu", str(args.cpu), "--cert", cert, "--key", key]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{loop_name} {point}: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_json_child(command, CHILD_TIMEOUT, f"{loop_name} {point}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -250,11 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.repeat, args.seconds = 1, 0.2
         args.idle_connections = min(args.idle_connections, 100)
     if args.idle_connections:
-        limit = raise_fd_limit() - IDLE_WARMUP - 64
-        if args.idle_connections > limit:
-            print(f"RLIMIT_NOFILE allows {limit} idle connections, not {args.idle_connections}",
-                  file=sys.stderr)
-            args.idle_connections = max(limit, 0)
+        args.idle_connections = idle_connections_allowed(args.idle_connections)
 
     loops = []
     for name in args.loops.split(","):
@@ -263,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except LoopMissing as exc:
             print(f"skipping {name}: {exc}", file=sys.stderr)
     results: dict[tuple[str, str], list[dict]] = {(p, n): [] for p in POINTS for n, _ in loops}
-    cpu = None if args.cpu == "none" else int(args.cpu)
+    cpu = parse_cpu(args.cpu)
     memory = []
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = make_certificate(tmp)
@@ -278,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"_median of {args.repeat} run(s), {args.seconds:g} s each after a warm-up, client and "
           f"server on one loop in one process pinned to CPU {args.cpu}, {args.connections} "
           f"connections for echo; OpenSSL {ssl.OPENSSL_VERSION.split()[1]}, Python "
-          f"{sys.version.split()[0]}; " + ", ".join(f"{n} {v}" for n, v in loops) + "_\n")
+          f"{sys.version.split()[0]}; {versions_text(dict(loops))}_\n")
     header = ["point", "loop", "ops/s", "CPU µs/op", "ops/s ÷ uvloop", "cpu ÷ uvloop"]
     rows = []
     medians = {}

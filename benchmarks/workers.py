@@ -44,7 +44,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.micro import format_rate, format_ratio, format_table
+from benchmarks.harness import cpus_to_pin, pinned, run_json_child
+from benchmarks.tables import format_rate, format_ratio, format_table
 
 NODE_SCRIPT = Path(__file__).resolve().parent / "node" / "workers.js"
 KINDS = ("thread", "process", "baseline", "node")
@@ -214,14 +215,9 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 def run_child(command: list[str], cpus: str) -> dict:
-    if cpus != "none" and shutil.which("taskset"):
-        command = ["taskset", "-c", cpus, *command]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
-                          check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)}: exit {proc.returncode}: "
-                           f"{proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """Run one measurement under ``taskset -c CPUS`` (unless 'none'); its JSON result."""
+    command = pinned(command, cpus_to_pin(cpus))
+    return run_json_child(command, CHILD_TIMEOUT, " ".join(command))
 
 
 def message_command(kind: str, mode: str, n: int) -> list[str]:

@@ -89,7 +89,7 @@ def test_quick_echo_run_reports_every_point(tmp_path):
 
 
 def test_load_generator_rejects_a_wrong_echo():
-    from benchmarks.echo import LOADGEN_SOURCE, build_tool
+    from benchmarks.harness import LOADGEN_SOURCE, build_tool
 
     loadgen = build_tool(LOADGEN_SOURCE)
     with socket.create_server(("127.0.0.1", 0)) as listener:
