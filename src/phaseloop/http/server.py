@@ -25,14 +25,12 @@ import logging
 import socket
 import sys
 import time
-import traceback
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 import httptools
 
-from .. import errors
 from .messages import ClientDisconnected, Headers, HTTPError, Request, Response
 
 __all__ = ["HttpProtocol", "drain", "listen", "serve"]
@@ -108,12 +106,14 @@ class HttpProtocol(asyncio.Protocol):
         self._drain_waiter: asyncio.Future | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._in_headers = False
+        self._tls = False
 
     # ---- connection -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.client = transport.get_extra_info("peername")
+        self._tls = transport.get_extra_info("sslcontext") is not None
         self.app.connections.add(self)
         self._set_timer(self.app.header_timeout, self._on_header_timeout)
 
@@ -307,7 +307,16 @@ class HttpProtocol(asyncio.Protocol):
                       parser.get_http_version(), parser.should_keep_alive())
         req._conn = self
         self._header_bytes = 0
-        limit = self.app.max_body_size
+        app = self.app
+        if app._trusted_proxies is not None:
+            app._trusted_proxies.apply(req)
+        if app.root_path:
+            req.root_path = app.root_path
+        if self._tls:
+            req.scheme = "https"
+        if app.limit_concurrency is not None and len(app.connections) > app.limit_concurrency:
+            req._reject = HTTPError(503, "Service Unavailable")
+        limit = app.max_body_size
         for name, value in self._raw_headers:
             lname = name.lower()
             if lname == b"content-length":
@@ -398,44 +407,20 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _answer(self, req: Request) -> None:
         res = Response()
-        app = self.app
-        try:
-            if req._reject is not None:
-                raise req._reject
-            await app.handle(req, res)
-        except HTTPError as exc:
-            payload: dict[str, Any] = {"error": exc.message}
-            if exc.details is not None:
-                payload["details"] = exc.details
-            res._reset_for_error(exc.status, payload, exc.headers)
-            if exc.status == 413:
-                req.keep_alive = False
-        except asyncio.CancelledError:
-            raise
-        except ClientDisconnected:
+        if not await self.app._answer(req, res, self):
+            # The client is gone (or going): nobody to answer.
             self.closing = True
             if not self.closed:
                 self.transport.close()  # type: ignore[union-attr]
             return
-        except Exception as exc:
-            if self.closed and isinstance(exc, ConnectionError):
-                return
-            self._report(exc, req)
-            payload = {"error": "Internal Server Error"}
-            if app.debug:
-                payload["exception"] = repr(exc)
-                payload["traceback"] = traceback.format_exception(exc)
-            res._reset_for_error(500, payload, {})
         if self.closed or self.transport.is_closing():  # type: ignore[union-attr]
             return
         await self._write(req, res)
+        if self.app._response_hooks:
+            self.app._responded(req, res)
 
     def _report(self, exc: BaseException, req: Request) -> None:
-        context = {"message": f"Unhandled error in HTTP handler for {req.method} {req.path}",
-                   "exception": exc, "request": req, "protocol": self}
-        errors.report_uncaught(exc, context)
-        log.error("%s %s: unhandled %s", req.method, req.path, type(exc).__name__,
-                  exc_info=exc if self.app.debug else None)
+        self.app._report(exc, req, self)
 
     async def _write(self, req: Request, res: Response) -> None:
         status = res.status_code
@@ -589,16 +574,17 @@ async def listen(app: Any, port: int = 0, host: str = "127.0.0.1",
 
 
 async def serve(app: Any, sock: socket.socket | None = None, *, host: str = "127.0.0.1",
-                port: int = 0, drain_timeout: float = 10.0) -> None:
-    """Serve ``app`` (on an already-bound listening ``sock``, or host:port)
-    until cancelled. On cancellation: stop accepting, let in-flight requests
-    finish (up to ``drain_timeout`` seconds), close the connections, then
-    re-raise CancelledError."""
+                port: int = 0, drain_timeout: float = 10.0, ssl: Any = None) -> None:
+    """Serve ``app`` (on an already-bound listening ``sock``, or host:port;
+    over TLS with an ``ssl.SSLContext``) until cancelled. On cancellation:
+    stop accepting, let in-flight requests finish (up to ``drain_timeout``
+    seconds), close the connections, then re-raise CancelledError."""
     loop = asyncio.get_running_loop()
     if sock is not None:
-        server = await loop.create_server(_protocol_factory(app), sock=sock)
+        server = await loop.create_server(_protocol_factory(app), sock=sock, ssl=ssl)
     else:
-        server = await loop.create_server(_protocol_factory(app), host, port, reuse_address=True)
+        server = await loop.create_server(_protocol_factory(app), host, port, ssl=ssl,
+                                          reuse_address=True)
     try:
         await asyncio.Future()   # until cancelled
     finally:
