@@ -8,7 +8,9 @@ phaseloop-only API (call_immediate, add_idle, metrics...) takes
 import asyncio
 import gc
 import resource
+import shutil
 import socket
+import subprocess
 
 import pytest
 
@@ -98,3 +100,19 @@ def primaries():
         p.close()
     for p in started:   # a primary killed by a signal could not reap its workers
         assert_gone(p.worker_pids(), orphans=p.proc.returncode < 0)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """(cert.pem, key.pem) of a self-signed EC certificate for localhost."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30)
+    return str(cert), str(key)

@@ -1,39 +1,22 @@
 """TLS on the loop's transports: ssl= on endpoints, start_tls, timeouts.
 
 A self-signed certificate for localhost/127.0.0.1 is made once per session
-with the `openssl` command (the tests skip where it is missing).  On
+with the `openssl` command (the `certificate` fixture of conftest.py; the
+tests skip where it is missing).  On
 phaseloop and asyncio: echo integrity (length and SHA-256), extra info,
 verification failures, handshake and shutdown timeouts, a closing client
 that does not wait for the shutdown timeout, streams, Unix sockets and
 connect_accepted_socket with ssl=.
 """
 import asyncio
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 
 import pytest
 
 from support.net import (HOST, MiB, Echo, Recorder, ServerSide, WAIT, assert_fds_steady,
                       close_server, digest, payload, port_of, run)
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory):
-    """(cert.pem, key.pem) of a self-signed EC certificate for localhost."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=30)
-    return str(cert), str(key)
 
 
 @pytest.fixture

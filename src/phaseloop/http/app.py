@@ -128,8 +128,8 @@ class App:
     ``debug`` (500 responses carry the exception and traceback).
 
     Deployment settings (``phaseloop serve``'s flags set them):
-    ``limit_concurrency`` (more open connections than this in one process:
-    503), ``forwarded_allow_ips`` (the proxies whose ``X-Forwarded-For`` and
+    ``limit_concurrency`` (503 once this many connections are open in the
+    process, the asking one included: uvicorn's count), ``forwarded_allow_ips`` (the proxies whose ``X-Forwarded-For`` and
     ``X-Forwarded-Proto`` set ``req.client`` and ``req.scheme``, proxy.py;
     None: no proxy is trusted), ``root_path`` (the prefix a proxy mounts the
     App under and strips, given to handlers as ``req.root_path``).

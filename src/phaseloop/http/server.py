@@ -314,7 +314,7 @@ class HttpProtocol(asyncio.Protocol):
             req.root_path = app.root_path
         if self._tls:
             req.scheme = "https"
-        if app.limit_concurrency is not None and len(app.connections) > app.limit_concurrency:
+        if app.limit_concurrency is not None and len(app.connections) >= app.limit_concurrency:
             req._reject = HTTPError(503, "Service Unavailable")
         limit = app.max_body_size
         for name, value in self._raw_headers:

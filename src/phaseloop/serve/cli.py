@@ -60,7 +60,8 @@ def parser() -> argparse.ArgumentParser:
     add("--restart-window", type=float, default=60.0, help="seconds (default: 60)")
     add("--no-restart", action="store_true", help="do not replace workers that die")
     add("--limit-concurrency", type=int, metavar="N",
-        help="answer 503 when a worker has more connections than this")
+        help="answer 503 once a worker has this many connections open, the asking "
+             "one included (uvicorn's count)")
     add("--timeout-keep-alive", type=float, metavar="SECONDS",
         help="close idle keep-alive connections after this (default: 5)")
     add("--ssl-certfile", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
