@@ -64,7 +64,8 @@ def _date_header() -> bytes:
 
 
 
-#: Seconds a fresh connection (no request yet) may still send one after shutdown().
+#: Seconds an idle connection (fresh, or kept alive) may still send a request after
+#: shutdown().
 _FRESH_CONNECTION_GRACE = 0.25
 
 class _TooLarge(Exception):
@@ -92,7 +93,6 @@ class HttpProtocol(asyncio.Protocol):
         self.client: Any = None
         self.closed = False
         self.closing = False            # close after the current response
-        self._seen_request = False      # a fresh connection may have one on its way
         self._url = b""
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
@@ -181,18 +181,18 @@ class HttpProtocol(asyncio.Protocol):
                 self._drain_waiter = None
 
     def shutdown(self) -> None:
-        """Graceful close: now if idle, else after the response in progress.
+        """Graceful close: after the response in progress if busy; if idle, after a
+        short grace period in which a request may still come (and is answered with
+        ``Connection: close``).
 
-        A connection that has not sent a request yet gets a short grace
-        period: its client may have sent one already (a rolling restart must
-        not reset a client that just connected)."""
+        The grace is for requests already on their way: a client that just
+        connected, or a proxy that picked this kept-alive connection from its
+        pool a moment ago, would see a reset if the connection closed now (a
+        rolling restart behind nginx would reset some of nginx's requests)."""
         self.closing = True
         if self._busy or self._queue or self._parsing is not None or self.closed:
             return
-        if self._seen_request:
-            self.transport.close()  # type: ignore[union-attr]
-        else:
-            self.loop.call_later(_FRESH_CONNECTION_GRACE, self._close_if_idle)
+        self.loop.call_later(_FRESH_CONNECTION_GRACE, self._close_if_idle)
 
     def _close_if_idle(self) -> None:
         if not (self._busy or self._queue or self._parsing is not None or self.closed):
@@ -269,7 +269,6 @@ class HttpProtocol(asyncio.Protocol):
             self._queue.append(req)
 
     def on_message_begin(self) -> None:
-        self._seen_request = True
         self._url = b""
         self._raw_headers = []
         self._header_bytes = 0

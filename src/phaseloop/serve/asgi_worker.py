@@ -11,12 +11,15 @@ worker:
   length of ``serve()`` and re-raises the signal at the end; in a worker the
   primary drives the stop (the cluster's own SIGTERM handling cancels
   ``worker_main``), so nothing is installed.
-- ``shutdown``: uvicorn closes a connection that has not sent a request yet at
-  once, which resets a client whose request is already on its way (one that
-  connected a moment before a rolling restart). The listeners are closed first
-  and such connections get :data:`FRESH_CONNECTION_GRACE` seconds to start a
-  request, as phaseloop.http's own server gives them, then uvicorn's shutdown
-  runs (in-flight requests finish, for up to the drain timeout).
+- ``shutdown``: uvicorn closes idle connections at once, which resets a client
+  whose request is already on its way: one that connected a moment before a
+  rolling restart, or a proxy that just took a kept-alive connection from its
+  pool (nginx logs "recv() failed (104: Connection reset by peer)" and retries
+  elsewhere, or fails a POST). So the listeners are closed first, every
+  response from then on carries ``Connection: close`` (uvicorn then closes the
+  connection after it), and idle connections get :data:`IDLE_GRACE` seconds to
+  bring a request, as phaseloop.http's own server gives them; then uvicorn's
+  shutdown runs (in-flight requests finish, for up to the drain timeout).
 """
 from __future__ import annotations
 
@@ -30,9 +33,9 @@ from .options import ServeOptions
 
 __all__ = ["make_config", "worker_main"]
 
-#: Seconds a connection with no request yet may still start one once the worker
-#: stops (phaseloop.http's server waits the same: _FRESH_CONNECTION_GRACE there).
-FRESH_CONNECTION_GRACE = 0.25
+#: Seconds an idle connection may still bring a request once the worker stops
+#: (phaseloop.http's server waits the same: _FRESH_CONNECTION_GRACE there).
+IDLE_GRACE = 0.25
 
 
 def _uvicorn() -> Any:
@@ -76,11 +79,13 @@ def _server_class() -> type:
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             for server in self.servers:
                 server.close()
+            # uvicorn's protocols end a response carrying this header by closing
+            # the connection (and main_loop, which rewrites the list, is over).
+            self.server_state.default_headers = [*self.server_state.default_headers,
+                                                 (b"connection", b"close")]
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + FRESH_CONNECTION_GRACE
-            while loop.time() < deadline and any(
-                    getattr(conn, "cycle", True) is None
-                    for conn in self.server_state.connections):
+            deadline = loop.time() + IDLE_GRACE
+            while self.server_state.connections and loop.time() < deadline:
                 await asyncio.sleep(0.01)
             await super().shutdown(sockets)
 
