@@ -17,6 +17,7 @@ here is round_robin.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from benchmarks.http import parse_wrk_output
 
@@ -65,18 +66,15 @@ def wait_ready(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"server on port {port} did not answer within {timeout} s")
 
 
-def measure(server: str, workers: int, seconds: int, connections: int) -> dict[str, float]:
-    port = free_port()
-    proc = subprocess.Popen(command(server, workers, port), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def running_server(command_line: Sequence[str], port: int) -> Iterator[subprocess.Popen]:
+    """A server started from the repository's root with ``command_line``, once it
+    answers ``GET /`` on ``port``; stopped with SIGINT (Ctrl-C) after."""
+    proc = subprocess.Popen(list(command_line), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         wait_ready(port)
-        url = f"http://127.0.0.1:{port}/"
-        subprocess.run(["wrk", "-t1", f"-c{connections}", "-d1s", url],
-                       capture_output=True, check=False)
-        done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-                              capture_output=True, text=True, check=False)
-        return parse_wrk_output(done.stdout)
+        yield proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -84,6 +82,23 @@ def measure(server: str, workers: int, seconds: int, connections: int) -> dict[s
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def run_wrk(url: str, seconds: int, connections: int,
+            extra: Sequence[str] = ()) -> dict[str, float]:
+    """A 1 s warm-up, then ``wrk -t1 --latency`` for ``seconds``; its numbers
+    (benchmarks.http.parse_wrk_output). ``extra``: more wrk arguments (``-s script``)."""
+    base = ["wrk", "-t1", f"-c{connections}", *extra]
+    subprocess.run([*base, "-d1s", url], capture_output=True, check=False)
+    done = subprocess.run([*base, f"-d{seconds}s", "--latency", url],
+                          capture_output=True, text=True, check=False)
+    return parse_wrk_output(done.stdout)
+
+
+def measure(server: str, workers: int, seconds: int, connections: int) -> dict[str, float]:
+    port = free_port()
+    with running_server(command(server, workers, port), port):
+        return run_wrk(f"http://127.0.0.1:{port}/", seconds, connections)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
