@@ -17,6 +17,7 @@ here is round_robin.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from benchmarks.harness import REPO_ROOT, free_port, stop_process
 from benchmarks.tables import format_ratio, format_table
@@ -59,20 +60,34 @@ def wait_ready(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"server on port {port} did not answer within {timeout} s")
 
 
-def measure(server: str, workers: int, seconds: int, connections: int) -> dict[str, float]:
-    port = free_port()
-    proc = subprocess.Popen(command(server, workers, port), cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def running_server(command_line: Sequence[str], port: int) -> Iterator[subprocess.Popen]:
+    """A server started from the repository's root with ``command_line``, once it
+    answers ``GET /`` on ``port``; stopped with SIGINT (Ctrl-C) after."""
+    proc = subprocess.Popen(list(command_line), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         wait_ready(port)
-        url = f"http://127.0.0.1:{port}/"
-        subprocess.run(wrk_command(url, connections, 1, latency=False),
-                       capture_output=True, check=False)
-        done = subprocess.run(wrk_command(url, connections, seconds),
-                              capture_output=True, text=True, check=False)
-        return parse_wrk_output(done.stdout)
+        yield proc
     finally:
         stop_process(proc, signal.SIGINT, 15)
+
+
+def warm_and_measure(url: str, seconds: int, connections: int,
+                     extra: Sequence[str] = ()) -> dict[str, float]:
+    """A 1 s warm-up, then ``wrk -t1 --latency`` for ``seconds``; its numbers
+    (benchmarks.wrk.parse_wrk_output). ``extra``: more wrk arguments (``-s script``)."""
+    subprocess.run(wrk_command(url, connections, 1, latency=False, extra=extra),
+                   capture_output=True, check=False)
+    done = subprocess.run(wrk_command(url, connections, seconds, extra=extra),
+                          capture_output=True, text=True, check=False)
+    return parse_wrk_output(done.stdout)
+
+
+def measure(server: str, workers: int, seconds: int, connections: int) -> dict[str, float]:
+    port = free_port()
+    with running_server(command(server, workers, port), port):
+        return warm_and_measure(f"http://127.0.0.1:{port}/", seconds, connections)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from benchmarks.harness import (
     Server,
@@ -48,9 +48,10 @@ LATENCY_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6}
 
 
 def wrk_command(url: str, connections: int, seconds: int, *, latency: bool = True,
-                timeout: int | None = None) -> list[str]:
-    """One wrk thread, ``connections`` keep-alive connections, for ``seconds``."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+                timeout: int | None = None, extra: Sequence[str] = ()) -> list[str]:
+    """One wrk thread, ``connections`` keep-alive connections, for ``seconds``;
+    ``extra``: more wrk arguments (``-s script.lua``)."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", *extra]
     if latency:
         command.append("--latency")
     if timeout is not None:

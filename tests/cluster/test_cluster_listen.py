@@ -32,7 +32,7 @@ def clean_cluster():
     """Cluster listeners and settings are process-wide: put them back."""
     yield
     cluster.events._events.remove_all_listeners()
-    cluster.settings.update(target=None, serialization="json", scheduling="shared")
+    cluster.settings.update(target=None, serialization="json", scheduling="round_robin")
     assert not cluster.workers, "a test left workers behind: %r" % cluster.workers
     assert not cluster.shared_servers._shared_servers.by_id, "a shared server was left open"
 

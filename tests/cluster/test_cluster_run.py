@@ -18,7 +18,8 @@ import time
 import pytest
 
 from support.cluster import (STARTED, TCP_MIGRATE_REQ, Primary, assert_gone, get, get_when_up,
-                             requests_during_rolling_restart, serve, wait_workers_ready)
+                             requests_during_rolling_restart, serve, slow_request_in_flight,
+                             wait_workers_ready)
 
 pytestmark = [pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
               pytest.mark.timeout(30)]
@@ -43,17 +44,7 @@ def test_serve_each_mode_then_sigterm(primaries, app_dir, scheduling):
 def test_shutdown_finishes_requests_in_flight(primaries, app_dir, scheduling, sig):
     p = serve(primaries, app_dir, "--scheduling", scheduling, "--drain-timeout", "5")
     get_when_up(p.port)
-    result: dict = {}
-
-    def slow() -> None:
-        try:
-            result["body"] = get(p.port, "/slow/0.6")
-        except Exception as exc:  # noqa: BLE001 - checked below
-            result["error"] = exc
-
-    t = threading.Thread(target=slow)
-    t.start()
-    p.wait_for("got /slow/0.6")   # the request is in a worker now
+    t, result = slow_request_in_flight(p)
     p.signal(sig)
     t.join(5)
     assert "error" not in result, result

@@ -4,11 +4,9 @@ forking workers from a coroutine (run_primary) and waiting for their exit."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +17,8 @@ import pytest
 
 import phaseloop
 from phaseloop import cluster
+from support.http import fetch
+from support.paths import SERVE_APPS
 
 WAIT = 5.0
 
@@ -92,7 +92,8 @@ def _tcp_migrate_req() -> bool:
 
 
 TCP_MIGRATE_REQ = _tcp_migrate_req()
-LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+#: cluster.run's log line, or the line ``phaseloop serve`` prints (at any log level).
+LISTENING = re.compile(r"(?:listening on |on https?://)127\.0\.0\.1:(\d+)")
 STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 
 
@@ -167,19 +168,37 @@ def serve(primaries: list, app_dir: Path, *extra: str, workers: int = 2) -> Prim
     return p
 
 
+def serve_app(primaries: list, spec: str, *extra: str, workers: int = 2,
+              env: dict[str, str] | None = None) -> Primary:
+    """``phaseloop serve SPEC`` for an app of tests/support/serve_apps/ on port 0."""
+    p = Primary(["-m", "phaseloop", "serve", spec, "--workers", str(workers), "--port", "0",
+                 *extra], SERVE_APPS, env=env)
+    primaries.append(p)
+    return p
+
+
 def get(port: int, path: str = "/", timeout: float = 5.0) -> dict:
     """One HTTP/1.1 request on a new connection; the decoded JSON body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path.encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), data
-    return json.loads(body)
+    response = fetch(port, path, timeout=timeout)
+    assert response.status == 200, response
+    return response.json()
+
+
+def slow_request_in_flight(p: Primary, path: str = "/slow/0.6") -> tuple[threading.Thread, dict]:
+    """Start ``GET path`` (one of the apps' ``/slow/<seconds>``) from a thread and
+    wait until a worker has it; the thread and where it puts ``body`` or ``error``."""
+    result: dict = {}
+
+    def slow() -> None:
+        try:
+            result["body"] = get(p.port, path)
+        except Exception as exc:  # noqa: BLE001 - the caller checks it
+            result["error"] = exc
+
+    t = threading.Thread(target=slow)
+    t.start()
+    p.wait_for("got " + path)   # the request is in a worker now
+    return t, result
 
 
 def get_when_up(port: int, timeout: float = 8.0) -> dict:

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -118,3 +120,38 @@ def run_app(loop: asyncio.AbstractEventLoop, app: App,
             await app.drain(1.0)
             await server.wait_closed()
     return loop.run_until_complete(main())
+
+
+def fetch(port: int | None = None, path: str = "/", *, method: str = "GET",
+          body: bytes | None = None, headers: dict[str, str] | None = None,
+          uds: str | None = None, source: str | None = None, cafile: str | None = None,
+          timeout: float = 5.0) -> Resp:
+    """One request, from a plain (blocking) socket, with ``Connection: close``: to
+    127.0.0.1:``port``, or to the Unix socket ``uds``; from the source address
+    ``source`` (any of 127.0.0.0/8); over TLS trusting ``cafile``. The response."""
+    if uds is not None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(uds)
+    else:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
+    if cafile is not None:
+        sock = ssl.create_default_context(cafile=cafile).wrap_socket(
+            sock, server_hostname="localhost")
+    lines = [f"{method} {path} HTTP/1.1", "Host: test"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    with sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    responses = parse_responses(data, head=(method == "HEAD"))
+    assert len(responses) == 1, data
+    return responses[0]

@@ -11,3 +11,5 @@ NODE_DIR = TESTS / "node"
 SAMPLES_DIR = TESTS / "samples"
 #: The examples/ folder.
 EXAMPLES = REPO_ROOT / "examples"
+#: The apps the ``phaseloop serve`` tests run (tests/support/serve_apps/).
+SERVE_APPS = TESTS / "support" / "serve_apps"

@@ -15,6 +15,7 @@ from ..forking import reset_signals_in_child
 from . import state
 from .channel import _KIND_INTERNAL
 from .events import remove_all_listeners
+from .round_robin import close_in_child as _close_round_robin_in_child
 from .shared_servers import _shared_servers
 from .worker_handle import Worker
 
@@ -34,6 +35,7 @@ def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.sock
             for w in list(state.workers.values()):
                 w._close_in_child()
             _shared_servers.close_in_child()
+            _close_round_robin_in_child()
             state.workers.clear()
             remove_all_listeners()
             handoff = []

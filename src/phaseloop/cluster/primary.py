@@ -20,9 +20,9 @@ def setup_primary(*, target: Callable[[], Any] | None = None,
     """Defaults for :func:`fork`, as ``cluster.setupPrimary`` in Node: ``target`` is what
     a worker runs; ``serialization`` is ``"json"`` (Node's default) or ``"pickle"``;
     ``scheduling`` is how an address the workers listen on through the primary
-    (:func:`server_socket`, ``App.listen``) reaches them: ``"shared"`` (the default),
-    ``"reuse_port"`` or ``"round_robin"`` (Node's ``cluster.schedulingPolicy``; Node's
-    default is round-robin)."""
+    (:func:`server_socket`, ``App.listen``) reaches them: ``"round_robin"`` (the
+    default, as Node's ``cluster.schedulingPolicy`` outside Windows), ``"shared"`` or
+    ``"reuse_port"``."""
     if target is not None:
         state.settings["target"] = target
     if serialization is not None:

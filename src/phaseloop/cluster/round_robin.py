@@ -6,6 +6,7 @@ import asyncio
 import collections
 import errno
 import socket
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import state
@@ -80,6 +81,22 @@ def _fork_handoff(w: "Worker") -> tuple[list[socket.socket], list[socket.socket]
     return w._handoff, w._handoff_peer
 
 
+#: Every _RoundRobin of this process, for close_in_child().
+_instances: "weakref.WeakSet[_RoundRobin]" = weakref.WeakSet()
+
+
+def close_in_child() -> None:
+    """In a new worker: close its copies of the connections the primary had accepted
+    and not handed out yet when it forked. A worker that kept one would hold that
+    connection open after the worker it is handed to has answered and closed it,
+    and a client reading to the end of the response would wait forever."""
+    for rr in list(_instances):
+        while rr.pending:
+            rr.pending.popleft()[1].close()
+        rr.stopped = True
+    _instances.clear()
+
+
 class _RoundRobin:
     """Primary side of round_robin: accept on each listening socket and send each
     connection to the next worker that takes connections. ``channels(w)`` gives the
@@ -99,6 +116,7 @@ class _RoundRobin:
         self.retry: asyncio.TimerHandle | None = None
         self.stopped = False
         self.max_pending = 4096
+        _instances.add(self)
         for i, s in enumerate(sockets):
             s.setblocking(False)
             loop.add_reader(s.fileno(), self._accept, i)

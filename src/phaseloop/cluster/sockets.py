@@ -3,14 +3,59 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from typing import Any, Sequence
 
+#: What ``cluster.run(listen=...)`` takes: ``(host, port)`` pairs, or the path of
+#: a Unix socket (a ``str`` or ``os.PathLike``).
+Address = tuple[str, int] | str | os.PathLike
 
-def _open_listeners(listen: Sequence[tuple[str, int]], scheduling: str,
+
+def _open_unix_listener(path: str, backlog: int) -> socket.socket:
+    """A listening Unix socket at ``path``, as uvicorn's ``--uds`` makes one: a stale
+    socket file left by an earlier run is replaced (any other file is an error),
+    and the file is made 0o666 so a proxy running as another user can connect."""
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(path)
+        os.chmod(path, 0o666)
+        s.listen(backlog)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def _remove_unix_paths(listen: Sequence[Address]) -> None:
+    """Remove the socket files of the Unix addresses in ``listen`` (at exit)."""
+    for entry in listen:
+        if not isinstance(entry, tuple):
+            try:
+                if stat.S_ISSOCK(os.stat(entry).st_mode):
+                    os.unlink(entry)
+            except OSError:
+                pass
+
+
+def _open_listeners(listen: Sequence[Address], scheduling: str,
                     backlog: int) -> list[socket.socket]:
     socks = []
     try:
-        for host, port in listen:
+        for entry in listen:
+            if not isinstance(entry, tuple):
+                if scheduling == "reuse_port":
+                    raise ValueError("reuse_port needs TCP addresses, not the Unix socket "
+                                     "%r (use shared or round_robin)" % os.fspath(entry))
+                s = _open_unix_listener(os.fspath(entry), backlog)
+                s.set_inheritable(False)
+                socks.append(s)
+                continue
+            host, port = entry
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                        flags=socket.AI_PASSIVE)
             family, _, _, _, addr = infos[0]
@@ -75,6 +120,8 @@ def _receive_connection(channel: socket.socket) -> socket.socket | None:
 
 
 def _format_address(addr: Any) -> str:
+    if isinstance(addr, (str, bytes, os.PathLike)):
+        return "unix:%s" % os.fsdecode(addr)
     if isinstance(addr, tuple) and len(addr) >= 2:
         host = addr[0]
         return "[%s]:%d" % (host, addr[1]) if ":" in host else "%s:%d" % (host, addr[1])

@@ -26,7 +26,8 @@ workers: dict[int, "Worker"] = {}
 SCHEDULING = ("shared", "reuse_port", "round_robin")
 #: What :func:`setup_primary` set: ``target``, ``serialization`` ("json" or "pickle"),
 #: ``scheduling`` (one of SCHEDULING).
-settings: dict[str, Any] = {"target": None, "serialization": "json", "scheduling": "shared"}
+settings: dict[str, Any] = {"target": None, "serialization": "json",
+                            "scheduling": "round_robin"}
 #: The id the next forked worker gets.
 next_id = 1
 #: In a worker: how to stop it when the primary asks (or is gone) and nobody

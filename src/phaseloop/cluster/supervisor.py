@@ -23,7 +23,8 @@ from .channel import _KIND_INTERNAL
 from .events import ExitSignal
 from .primary import fork
 from .round_robin import Listener, _RoundRobin
-from .sockets import _bind_reuse_port, _format_address, _open_listeners
+from .sockets import (Address, _bind_reuse_port, _format_address, _open_listeners,
+                      _remove_unix_paths)
 
 if TYPE_CHECKING:
     from .worker_handle import Worker
@@ -294,23 +295,25 @@ class _Supervisor:
 
 
 def run(worker_main: Callable[[list[socket.socket]], Awaitable[Any]], *,
-        workers: int | None = None, listen: Sequence[tuple[str, int]] = (("127.0.0.1", 3000),),
-        restart: bool = True, scheduling: str = "shared", max_restarts: int = 5,
+        workers: int | None = None, listen: Sequence[Address] = (("127.0.0.1", 3000),),
+        restart: bool = True, scheduling: str = "round_robin", max_restarts: int = 5,
         restart_window: float = 60.0, backoff_initial: float = 0.1, backoff_max: float = 5.0,
         drain_timeout: float = 10.0, backlog: int = 511,
         on_listening: Callable[[list[Any]], None] | None = None) -> int:
     """Run a server on ``workers`` processes; return the primary's exit status.
 
-    The primary opens ``listen`` (``(host, port)`` pairs; port 0 picks one), forks the
-    workers and supervises them. In each worker, ``await worker_main(sockets)`` serves:
+    The primary opens ``listen`` (``(host, port)`` pairs, port 0 picking one; or
+    the path of a Unix socket, whose file is replaced if stale and removed at exit),
+    forks the workers and supervises them. In each worker, ``await
+    worker_main(sockets)`` serves:
 
     - ``shared``: ``sockets`` are the primary's listening sockets (inherited); the
       kernel gives each connection to whichever worker accepts first.
     - ``reuse_port``: each worker binds its own sockets with SO_REUSEPORT to the same
       addresses; the kernel spreads connections by a hash of the 4-tuple.
-    - ``round_robin``: the primary accepts and sends each connection to the next worker
-      over a Unix socket (SCM_RIGHTS); ``sockets`` are :class:`Listener` objects that
-      ``loop.create_server(sock=...)`` accepts.
+    - ``round_robin`` (the default, as in Node): the primary accepts and sends each
+      connection to the next worker over a Unix socket (SCM_RIGHTS); ``sockets`` are
+      :class:`Listener` objects that ``loop.create_server(sock=...)`` accepts.
 
     To stop a worker (SIGTERM to the primary or the worker, SIGINT to the primary,
     a rolling restart) the task running ``worker_main`` is cancelled: it must stop
@@ -368,3 +371,4 @@ def run(worker_main: Callable[[list[socket.socket]], Awaitable[Any]], *,
     finally:
         for s in sockets:
             s.close()
+        _remove_unix_paths(listen)

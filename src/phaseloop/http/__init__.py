@@ -16,15 +16,18 @@
         server = await app.listen(3000)
         await server.serve_forever()
 
-See docs/http.md. Needs ``httptools`` (and ``pydantic`` for ``validate``):
+An App is also an ASGI application (uvicorn, hypercorn...). See docs/http.md. Needs ``httptools`` (and ``pydantic`` for ``validate``):
 ``pip install phaseloop[http]``.
 """
 from __future__ import annotations
 
+from .access_log import access_log
 from .app import App
 from .messages import ClientDisconnected, Headers, HTTPError, Request, Response
+from .proxy import TrustedProxies
 from .security import cors, rate_limit, security_headers, validate
 from .server import HttpProtocol
 
 __all__ = ["App", "ClientDisconnected", "HTTPError", "Headers", "HttpProtocol", "Request",
-           "Response", "cors", "rate_limit", "security_headers", "validate"]
+           "Response", "TrustedProxies", "access_log", "cors", "rate_limit",
+           "security_headers", "validate"]

@@ -8,25 +8,33 @@ chain has finished, so middlewares may still change it after ``await next()``.
 
 The App only routes; ``app.listen()``, ``app.serve()`` and ``app.drain()``
 hand it to the server module, as Express's ``app.listen`` hands the app to
-Node's ``http`` module.
+Node's ``http`` module. An App is also an ASGI application (``app(scope,
+receive, send)``, asgi.py), so uvicorn or hypercorn can serve it.
 """
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import re
 import socket
-from typing import Any, Awaitable, Callable
+import traceback
+from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import unquote
 
+from .. import errors
 from ..middleware import _arity, compose
-from . import server
-from .messages import HTTPError, Request, Response
+from . import asgi, server
+from .messages import ClientDisconnected, HTTPError, Request, Response
+from .proxy import TrustedProxies
 
 __all__ = ["App"]
 
 Handler = Callable[["Request", "Response"], Awaitable[Any]]
 Middleware = Callable[..., Any]
+ResponseHook = Callable[["Request", "Response"], Any]
+
+log = logging.getLogger("phaseloop.http")
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -117,14 +125,23 @@ class App:
     connection is closed when it passes: slowloris), ``keep_alive_timeout``
     (seconds an idle keep-alive connection stays open), ``body_timeout``
     (seconds ``await req.body()`` waits for the whole body; 408 after),
-    ``debug`` (500
-    responses carry the exception and traceback).
+    ``debug`` (500 responses carry the exception and traceback).
+
+    Deployment settings (``phaseloop serve``'s flags set them):
+    ``limit_concurrency`` (503 once this many connections are open in the
+    process, the asking one included: uvicorn's count), ``forwarded_allow_ips`` (the proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` set ``req.client`` and ``req.scheme``, proxy.py;
+    None: no proxy is trusted), ``root_path`` (the prefix a proxy mounts the
+    App under and strips, given to handlers as ``req.root_path``).
     """
 
     def __init__(self, *, debug: bool = False, max_body_size: int = 1024 * 1024,
                  max_header_size: int = 16 * 1024, max_headers: int = 100,
                  header_timeout: float = 10.0, keep_alive_timeout: float = 5.0,
-                 body_timeout: float | None = 60.0, max_pipelined: int = 32) -> None:
+                 body_timeout: float | None = 60.0, max_pipelined: int = 32,
+                 limit_concurrency: int | None = None,
+                 forwarded_allow_ips: str | Iterable[str] | None = None,
+                 root_path: str = "") -> None:
         self.debug = debug
         self.max_body_size = max_body_size
         self.max_header_size = max_header_size
@@ -133,6 +150,12 @@ class App:
         self.keep_alive_timeout = keep_alive_timeout
         self.body_timeout = body_timeout
         self.max_pipelined = max_pipelined
+        if limit_concurrency is not None and limit_concurrency < 1:
+            raise ValueError("limit_concurrency must be >= 1 (or None)")
+        self.limit_concurrency = limit_concurrency
+        self.forwarded_allow_ips = forwarded_allow_ips
+        self.root_path = root_path.rstrip("/")
+        self._response_hooks: list[ResponseHook] = []
         self._middlewares: list[Middleware] = []
         self._error_handlers: list[Middleware] = []
         self._routes_take_next = False
@@ -140,6 +163,51 @@ class App:
         self._dynamic: list[_Route] = []
         self._chain: Callable[..., Awaitable[Any]] | None = None
         self.connections: set[Any] = set()
+
+    @property
+    def forwarded_allow_ips(self) -> TrustedProxies | None:
+        """The trusted proxies (set it to ``"127.0.0.1, 10.0.0.0/8"``, ``"*"`` or None)."""
+        return self._trusted_proxies
+
+    @forwarded_allow_ips.setter
+    def forwarded_allow_ips(self, allowed: str | Iterable[str] | TrustedProxies | None) -> None:
+        if allowed is None or isinstance(allowed, TrustedProxies):
+            self._trusted_proxies = allowed
+        else:
+            self._trusted_proxies = TrustedProxies(allowed)
+
+    # -- listeners -----------------------------------------------------------------
+
+    def on(self, event: str, fn: ResponseHook | None = None) -> Any:
+        """Listen to ``"response"``: ``fn(req, res)`` runs once each response has been
+        written (``res.status_code``; ``req.route`` is the matched route's pattern,
+        None for a 404), as Node's ``'finish'`` event on a response. Returns ``fn``;
+        without it, a decorator. The access log and the metrics of ``phaseloop
+        serve`` are such listeners; one that raises is reported and the others run."""
+        if event != "response":
+            raise ValueError(f"App.on: unknown event {event!r} (only 'response')")
+        if fn is None:
+            return lambda f: self.on(event, f)
+        if not callable(fn):
+            raise TypeError("listener must be callable")
+        self._response_hooks.append(fn)
+        return fn
+
+    def off(self, event_or_fn: Any, fn: ResponseHook | None = None) -> bool:
+        """Remove a listener: ``off("response", fn)`` or ``off(fn)``; True if removed."""
+        target = fn if fn is not None else event_or_fn
+        if target in self._response_hooks:
+            self._response_hooks.remove(target)
+            return True
+        return False
+
+    def _responded(self, req: Request, res: Response) -> None:
+        for hook in self._response_hooks:
+            try:
+                hook(req, res)
+            except Exception as exc:  # noqa: BLE001 - one listener never stops the others
+                errors.report_uncaught(exc, {"message": "App 'response' listener failed",
+                                             "exception": exc, "request": req})
 
     # -- building ------------------------------------------------------------------
 
@@ -227,6 +295,7 @@ class App:
                     break
             else:
                 raise HTTPError(404, "Not Found")
+        req.route = route.pattern
         handlers = route.handlers
         handler = handlers.get(req.method)
         if handler is None and req.method == "HEAD":
@@ -253,6 +322,51 @@ class App:
         req.app = self
         return chain(req, res)
 
+    async def _answer(self, req: Request, res: Response, conn: Any = None) -> bool:
+        """Run the App for ``req`` and fill ``res``; an error becomes its response
+        (HTTPError: its status; anything else: 500, reported). False when there is
+        nobody to answer (the client went away)."""
+        try:
+            if req._reject is not None:
+                raise req._reject
+            await self.handle(req, res)
+        except HTTPError as exc:
+            payload: dict[str, Any] = {"error": exc.message}
+            if exc.details is not None:
+                payload["details"] = exc.details
+            res._reset_for_error(exc.status, payload, exc.headers)
+            if exc.status in (413, 503):
+                req.keep_alive = False
+        except asyncio.CancelledError:
+            raise
+        except ClientDisconnected:
+            return False
+        except Exception as exc:
+            if conn is not None and conn.closed and isinstance(exc, ConnectionError):
+                return False
+            self._report(exc, req, conn)
+            payload = {"error": "Internal Server Error"}
+            if self.debug:
+                payload["exception"] = repr(exc)
+                payload["traceback"] = traceback.format_exception(exc)
+            res._reset_for_error(500, payload, {})
+        return True
+
+    def _report(self, exc: BaseException, req: Request, conn: Any = None) -> None:
+        context = {"message": f"Unhandled error in HTTP handler for {req.method} {req.path}",
+                   "exception": exc, "request": req, "protocol": conn}
+        errors.report_uncaught(exc, context)
+        log.error("%s %s: unhandled %s", req.method, req.path, type(exc).__name__,
+                  exc_info=exc if self.debug else None)
+
+    # -- ASGI (asgi.py does it) ------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]],
+                       send: Callable[[dict], Awaitable[None]]) -> None:
+        """The App as an ASGI 3 application, for uvicorn, hypercorn or any ASGI server
+        (see :func:`phaseloop.http.asgi.serve_scope`)."""
+        await asgi.serve_scope(self, scope, receive, send)
+
     # -- serving (server.py does it) -------------------------------------------------
 
     async def listen(self, port: int = 0, host: str = "127.0.0.1",
@@ -264,9 +378,10 @@ class App:
         return await server.listen(self, port, host, **kwargs)
 
     async def serve(self, sock: socket.socket | None = None, *, host: str = "127.0.0.1",
-                    port: int = 0, drain_timeout: float = 10.0) -> None:
+                    port: int = 0, drain_timeout: float = 10.0, ssl: Any = None) -> None:
         """Serve until cancelled, then drain (see :func:`phaseloop.http.server.serve`)."""
-        await server.serve(self, sock, host=host, port=port, drain_timeout=drain_timeout)
+        await server.serve(self, sock, host=host, port=port, drain_timeout=drain_timeout,
+                           ssl=ssl)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Close every connection gracefully (see :func:`phaseloop.http.server.drain`)."""

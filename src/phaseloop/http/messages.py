@@ -98,12 +98,16 @@ class Request:
     path, not percent-decoded), ``query`` (dict of decoded parameters; the
     last value of a repeated name wins), ``headers`` (:class:`Headers`),
     ``params`` (decoded path parameters), ``client`` ((host, port) of the
-    peer), ``http_version`` ("1.1"), ``state`` (a dict for middlewares),
-    ``validated_body`` / ``validated_query`` (set by ``validate``).
+    peer, or of the client a trusted proxy names: ``App(forwarded_allow_ips=
+    ...)``), ``scheme`` ("http" or "https"), ``route`` (the pattern of the
+    route that matched, None before routing or for a 404), ``root_path``
+    (``App(root_path=...)``), ``http_version`` ("1.1"), ``state`` (a dict for
+    middlewares), ``validated_body`` / ``validated_query`` (set by ``validate``).
     """
 
     __slots__ = ("method", "url", "path", "_query_string", "_query", "headers", "client",
-                 "params", "http_version", "keep_alive", "state", "validated_body",
+                 "params", "http_version", "keep_alive", "state", "validated_body", "scheme",
+                 "route", "root_path",
                  "validated_query", "app", "_chunks", "_size", "_complete", "_waiter", "_error",
                  "_conn", "_expect_continue", "_reject")
 
@@ -118,6 +122,9 @@ class Request:
         self._query: dict[str, str] | None = None
         self.headers = headers
         self.client = client
+        self.scheme = "http"
+        self.route: str | None = None
+        self.root_path = ""
         self.params: dict[str, str] = {}
         self.http_version = http_version
         self.keep_alive = keep_alive

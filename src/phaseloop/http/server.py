@@ -25,14 +25,12 @@ import logging
 import socket
 import sys
 import time
-import traceback
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 import httptools
 
-from .. import errors
 from .messages import ClientDisconnected, Headers, HTTPError, Request, Response
 
 __all__ = ["HttpProtocol", "drain", "listen", "serve"]
@@ -66,7 +64,8 @@ def _date_header() -> bytes:
 
 
 
-#: Seconds a fresh connection (no request yet) may still send one after shutdown().
+#: Seconds an idle connection (fresh, or kept alive) may still send a request after
+#: shutdown().
 _FRESH_CONNECTION_GRACE = 0.25
 
 class _TooLarge(Exception):
@@ -94,7 +93,6 @@ class HttpProtocol(asyncio.Protocol):
         self.client: Any = None
         self.closed = False
         self.closing = False            # close after the current response
-        self._seen_request = False      # a fresh connection may have one on its way
         self._url = b""
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
@@ -108,12 +106,14 @@ class HttpProtocol(asyncio.Protocol):
         self._drain_waiter: asyncio.Future | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._in_headers = False
+        self._tls = False
 
     # ---- connection -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.client = transport.get_extra_info("peername")
+        self._tls = transport.get_extra_info("sslcontext") is not None
         self.app.connections.add(self)
         self._set_timer(self.app.header_timeout, self._on_header_timeout)
 
@@ -181,18 +181,18 @@ class HttpProtocol(asyncio.Protocol):
                 self._drain_waiter = None
 
     def shutdown(self) -> None:
-        """Graceful close: now if idle, else after the response in progress.
+        """Graceful close: after the response in progress if busy; if idle, after a
+        short grace period in which a request may still come (and is answered with
+        ``Connection: close``).
 
-        A connection that has not sent a request yet gets a short grace
-        period: its client may have sent one already (a rolling restart must
-        not reset a client that just connected)."""
+        The grace is for requests already on their way: a client that just
+        connected, or a proxy that picked this kept-alive connection from its
+        pool a moment ago, would see a reset if the connection closed now (a
+        rolling restart behind nginx would reset some of nginx's requests)."""
         self.closing = True
         if self._busy or self._queue or self._parsing is not None or self.closed:
             return
-        if self._seen_request:
-            self.transport.close()  # type: ignore[union-attr]
-        else:
-            self.loop.call_later(_FRESH_CONNECTION_GRACE, self._close_if_idle)
+        self.loop.call_later(_FRESH_CONNECTION_GRACE, self._close_if_idle)
 
     def _close_if_idle(self) -> None:
         if not (self._busy or self._queue or self._parsing is not None or self.closed):
@@ -269,7 +269,6 @@ class HttpProtocol(asyncio.Protocol):
             self._queue.append(req)
 
     def on_message_begin(self) -> None:
-        self._seen_request = True
         self._url = b""
         self._raw_headers = []
         self._header_bytes = 0
@@ -307,7 +306,16 @@ class HttpProtocol(asyncio.Protocol):
                       parser.get_http_version(), parser.should_keep_alive())
         req._conn = self
         self._header_bytes = 0
-        limit = self.app.max_body_size
+        app = self.app
+        if app._trusted_proxies is not None:
+            app._trusted_proxies.apply(req)
+        if app.root_path:
+            req.root_path = app.root_path
+        if self._tls:
+            req.scheme = "https"
+        if app.limit_concurrency is not None and len(app.connections) >= app.limit_concurrency:
+            req._reject = HTTPError(503, "Service Unavailable")
+        limit = app.max_body_size
         for name, value in self._raw_headers:
             lname = name.lower()
             if lname == b"content-length":
@@ -398,44 +406,20 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _answer(self, req: Request) -> None:
         res = Response()
-        app = self.app
-        try:
-            if req._reject is not None:
-                raise req._reject
-            await app.handle(req, res)
-        except HTTPError as exc:
-            payload: dict[str, Any] = {"error": exc.message}
-            if exc.details is not None:
-                payload["details"] = exc.details
-            res._reset_for_error(exc.status, payload, exc.headers)
-            if exc.status == 413:
-                req.keep_alive = False
-        except asyncio.CancelledError:
-            raise
-        except ClientDisconnected:
+        if not await self.app._answer(req, res, self):
+            # The client is gone (or going): nobody to answer.
             self.closing = True
             if not self.closed:
                 self.transport.close()  # type: ignore[union-attr]
             return
-        except Exception as exc:
-            if self.closed and isinstance(exc, ConnectionError):
-                return
-            self._report(exc, req)
-            payload = {"error": "Internal Server Error"}
-            if app.debug:
-                payload["exception"] = repr(exc)
-                payload["traceback"] = traceback.format_exception(exc)
-            res._reset_for_error(500, payload, {})
         if self.closed or self.transport.is_closing():  # type: ignore[union-attr]
             return
         await self._write(req, res)
+        if self.app._response_hooks:
+            self.app._responded(req, res)
 
     def _report(self, exc: BaseException, req: Request) -> None:
-        context = {"message": f"Unhandled error in HTTP handler for {req.method} {req.path}",
-                   "exception": exc, "request": req, "protocol": self}
-        errors.report_uncaught(exc, context)
-        log.error("%s %s: unhandled %s", req.method, req.path, type(exc).__name__,
-                  exc_info=exc if self.app.debug else None)
+        self.app._report(exc, req, self)
 
     async def _write(self, req: Request, res: Response) -> None:
         status = res.status_code
@@ -589,16 +573,17 @@ async def listen(app: Any, port: int = 0, host: str = "127.0.0.1",
 
 
 async def serve(app: Any, sock: socket.socket | None = None, *, host: str = "127.0.0.1",
-                port: int = 0, drain_timeout: float = 10.0) -> None:
-    """Serve ``app`` (on an already-bound listening ``sock``, or host:port)
-    until cancelled. On cancellation: stop accepting, let in-flight requests
-    finish (up to ``drain_timeout`` seconds), close the connections, then
-    re-raise CancelledError."""
+                port: int = 0, drain_timeout: float = 10.0, ssl: Any = None) -> None:
+    """Serve ``app`` (on an already-bound listening ``sock``, or host:port;
+    over TLS with an ``ssl.SSLContext``) until cancelled. On cancellation:
+    stop accepting, let in-flight requests finish (up to ``drain_timeout``
+    seconds), close the connections, then re-raise CancelledError."""
     loop = asyncio.get_running_loop()
     if sock is not None:
-        server = await loop.create_server(_protocol_factory(app), sock=sock)
+        server = await loop.create_server(_protocol_factory(app), sock=sock, ssl=ssl)
     else:
-        server = await loop.create_server(_protocol_factory(app), host, port, reuse_address=True)
+        server = await loop.create_server(_protocol_factory(app), host, port, ssl=ssl,
+                                          reuse_address=True)
     try:
         await asyncio.Future()   # until cancelled
     finally:
