@@ -10,6 +10,10 @@ uvloop measured in the same run; then phaseloop.workers against Node's
 worker_threads (``benchmarks.workers``, ratios to Node from the same run).
 ``--quick`` makes every part a short smoke run; the HTTP parts are skipped with
 a note when wrk is missing.
+
+``--plot`` runs nothing: it draws the README's tables (docs/benchmarks.json) as the
+chart at the top of the README (docs/benchmarks.png) with matplotlib
+(``benchmarks.plot``; ``--data`` and ``--out`` pick other files).
 """
 from __future__ import annotations
 
@@ -18,14 +22,23 @@ import shutil
 import sys
 from typing import Sequence
 
-from . import echo, http, micro, tls, workers
+from . import echo, http, micro, plot, tls, workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke runs of every part")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--plot", action="store_true",
+                        help="run nothing; draw the chart of the README's tables (needs matplotlib)")
+    parser.add_argument("--data", help="with --plot: the chart JSON (default: docs/benchmarks.json)")
+    parser.add_argument("--out", help="with --plot: the PNG to write (default: docs/benchmarks.png)")
     args = parser.parse_args(argv)
+    if args.plot:
+        return plot.main((["--data", args.data] if args.data else [])
+                         + (["--out", args.out] if args.out else []))
+    if args.data or args.out:
+        parser.error("--data and --out go with --plot")
     common = (["--quick"] if args.quick else []) + (["--markdown"] if args.markdown else [])
     status = 0
     print("## Loop micro-benchmarks\n", flush=True)

@@ -2,7 +2,7 @@
 
 Run it with the command line (from the repository root)::
 
-    phaseloop serve examples.cluster_app:app --workers 2 --port 3000
+    phaseloop serve examples.cluster_app:app --workers 2 --port 3000    # Ctrl-C stops it
     curl http://127.0.0.1:3000/        # {"worker": 12345}
 
 or as a program (``python examples/cluster_app.py [workers] [port]``), which calls
@@ -16,6 +16,7 @@ Send SIGHUP to the primary for a rolling restart, SIGTERM or Ctrl-C to stop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -28,9 +29,10 @@ app = App()
 
 
 @app.get("/")
-async def index(req, res) -> dict:
-    """Which worker answered."""
-    return {"worker": os.getpid()}
+async def index(req, res) -> None:
+    """Which worker answered, as one JSON line: the newline ends curl's output
+    before the shell prompt, as a returned dict (compact JSON, no newline) would not."""
+    res.type("application/json").send(json.dumps({"worker": os.getpid()}) + "\n")
 
 
 async def worker_main(sockets: list[socket.socket]) -> None:

@@ -4,6 +4,7 @@ replaces the workers with no failed request, SIGTERM stops everything with statu
 from __future__ import annotations
 
 import signal
+import urllib.request
 
 import pytest
 
@@ -35,5 +36,19 @@ def test_example_program_rolling_restart(primaries):
     answers, errors = requests_during_rolling_restart(p)
     assert not errors, (errors[:3], p.log)
     assert answers and not (set(answers[-10:]) & before)
+    p.signal(signal.SIGINT)
+    assert p.wait() == 0, p.log
+
+
+# The README's curl line prints the answer: one JSON line, ending with a newline so the
+# shell prompt starts on a line of its own.
+def test_example_answer_is_one_json_line(primaries):
+    p = Primary(["examples/cluster_app.py", "1", "0"], REPO_ROOT)
+    primaries.append(p)
+    (pid,) = wait_workers_ready(p, 1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{p.port}/", timeout=5) as answer:
+        content_type, body = answer.headers["Content-Type"], answer.read()
+    assert content_type == "application/json"
+    assert body == b'{"worker": %d}\n' % pid
     p.signal(signal.SIGINT)
     assert p.wait() == 0, p.log
