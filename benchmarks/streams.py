@@ -2,12 +2,12 @@
 
 ``python -m benchmarks.streams [--size-mib 1024] [--repeat 3] [--quick]``
 writes an ASCII file of the given size, then times, in fresh processes and
-interleaved, the seed's pipeline::
+interleaved, the Node guide's pipeline::
 
     pipeline(create_read_stream(src), Upper(), create_write_stream(dst))
 
-on phaseloop and on asyncio's loop, and Node's ``stream.pipeline`` with the
-seed's Transform (``chunk.toString().toUpperCase()``,
+on phaseloop and on asyncio's loop, and Node's ``stream.pipeline`` with
+the guide's Transform (``chunk.toString().toUpperCase()``,
 benchmarks/node/upper_pipeline.js) on the same file. Prints median MiB/s,
 the ratio to Node, and checks every output's size. Each process is pinned to
 CPU 0 (the executor threads share it), as the other benchmarks are.

@@ -28,7 +28,7 @@ Method: every measurement is a fresh process (``--child``), runs are interleaved
 (repeat, then kind), medians of ``--repeat``; ratios are medians over medians from the
 same run. The processes run under ``taskset -c CPUS`` (default ``0,1``: both cores of
 the 2-vCPU project VM, since a worker only helps with a core of its own; ``none``
-leaves them unpinned). The targets (issue 15) are checked and printed under the table.
+leaves them unpinned). The targets in docs/workers.md are checked and printed under the table.
 """
 from __future__ import annotations
 
@@ -263,7 +263,7 @@ def report(rt: dict[str, float], rate: dict[str, float], pool: dict[str, Any],
               f"{pool['executor2']:.1f}", format_ratio(pool["executor_speedup"]), "-", "-"]],
             markdown=markdown))
         lines.append("")
-    lines.append("Targets (issue 15), from the medians above:")
+    lines.append("Targets (docs/workers.md), from the medians above:")
     lines.append(check("thread round trip <= node's", node_rt and rt["thread"] <= node_rt,
                        f"{rt['thread'] * 1e6:.1f} vs {node_rt * 1e6:.1f} µs"
                        if node_rt else "no node"))

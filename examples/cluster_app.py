@@ -1,4 +1,4 @@
-"""The seed's cluster program: one HTTP worker per core, ``GET /`` -> ``{"worker": pid}``.
+"""The Node guide's cluster program in Python: one HTTP worker per core, ``GET /`` -> ``{"worker": pid}``.
 
 Run it with the command line (from the repository root)::
 

@@ -1,4 +1,4 @@
-// Node 20 reference for benchmarks/streams.py: the seed's uppercase Transform
+// Node 20 reference for benchmarks/streams.py: the Node guide's uppercase Transform
 // in stream.pipeline from one file to another. Prints {"seconds": S, "bytes": N}.
 const fs = require('fs');
 const { Transform, pipeline } = require('stream');
