@@ -4,7 +4,8 @@
 `asyncio`, the stdlib's default selector loop).  A test that needs a
 phaseloop-only API (call_immediate, add_idle, metrics...) takes
 `phase_loop` instead. The TLS tests take `certificate`, `server_ctx` and
-`client_ctx`.
+`client_ctx`. A test that needs phaseloop.errors' reports takes
+`uncaught_reports`; every test must leave phaseloop.errors as it found it.
 """
 import asyncio
 import gc
@@ -17,9 +18,35 @@ import subprocess
 import pytest
 
 import phaseloop
+from phaseloop import errors
 from support.cluster import Primary, assert_gone
 from support.loops import LOOP_FACTORIES
 from support.hung_tests import pytest_addoption, pytest_timeout_set_timer  # noqa: F401 (hooks)
+
+
+
+@pytest.fixture(autouse=True)
+def errors_left_as_found():
+    """phaseloop.errors' hooks are process-wide: a test that installs them
+    and does not undo it would run every later test's loops with them."""
+    mode_before = errors.mode()
+    yield
+    assert errors.mode() == mode_before, "the test left phaseloop.errors installed"
+
+
+@pytest.fixture
+def uncaught_reports():
+    """(exception, context) for each report to the uncaughtException hook.
+    Registering a handler installs the hooks (as process.on does in Node);
+    both are undone after the test."""
+    mode_before = errors.mode()
+    seen: list = []
+    handler = errors.on_uncaught_exception(lambda exc, ctx: seen.append((exc, ctx)))
+    yield seen
+    errors.off(handler)
+    if mode_before is None:
+        errors.uninstall()
+
 
 @pytest.fixture(params=sorted(LOOP_FACTORIES))
 def loop_name(request):

@@ -192,7 +192,11 @@ class _LoopHooks:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop_ref = weakref.ref(loop)    # the loop holds us; we must not hold it
-        self.failed: list[asyncio.Future] = []          # failed this iteration
+        # Failed this iteration, held weakly: a loop that stops before the
+        # sweep must not keep its failed tasks alive. One collected before the
+        # sweep is still reported, by asyncio's "exception was never
+        # retrieved" through exception_handler below.
+        self.failed: list[weakref.ref] = []
         self.reported: weakref.WeakSet = weakref.WeakSet()  # reported, not yet retrieved
         # ids of reported futures, to silence asyncio's own report when one is
         # collected unretrieved (its weakref may be gone by then)
@@ -220,7 +224,7 @@ class _LoopHooks:
     def on_done(self, fut: asyncio.Future) -> None:
         if fut.cancelled() or not getattr(fut, "_log_traceback", False):
             return
-        self.failed.append(fut)
+        self.failed.append(weakref.ref(fut))
         if not self.sweep_scheduled:
             self.sweep_scheduled = True
             immediate = getattr(self.loop, "call_immediate", None)
@@ -230,8 +234,9 @@ class _LoopHooks:
         """End of the iteration: failures still unretrieved are rejections."""
         self.sweep_scheduled = False
         failed, self.failed = self.failed, []
-        for fut in failed:
-            if getattr(fut, "_log_traceback", False):
+        for ref in failed:
+            fut = ref()
+            if fut is not None and getattr(fut, "_log_traceback", False):
                 self.reported.add(fut)
                 self.reported_ids.add(id(fut))
                 _report_rejection(self.loop, fut)

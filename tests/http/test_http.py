@@ -8,7 +8,6 @@ import socket
 import pytest
 
 import phaseloop
-from phaseloop import errors
 from phaseloop.http import App, HTTPError
 from phaseloop.streams import Readable
 from support.http import exchange, parse_responses, request, run_app
@@ -257,12 +256,8 @@ def test_middleware_order_and_mounting(loop):
     run_app(loop, app, client)
 
 
-def test_handler_error_is_500_and_reported(loop):
+def test_handler_error_is_500_and_reported(loop, uncaught_reports):
     app = make_app()
-    reported = []
-    mode_before = errors.mode()
-    # Registering installs the hooks for the whole process: undone below.
-    hook = errors.on_uncaught_exception(lambda exc, ctx: reported.append((exc, ctx)))
 
     @app.get("/boom")
     async def boom(req, res):
@@ -291,14 +286,10 @@ def test_handler_error_is_500_and_reported(loop):
         assert r.status == 500 and "set-cookie" not in r.headers
         assert (await request(port, "GET", "/unicode-header")).status == 500
         assert (await request(port, "GET", "/")).status == 200   # still serving
-    try:
-        run_app(loop, app, client)
-    finally:
-        errors.off(hook)
-        if mode_before is None:
-            errors.uninstall()
-    assert isinstance(reported[0][0], ValueError)
-    assert reported[0][1]["request"].path == "/boom"
+    run_app(loop, app, client)
+    exc, context = uncaught_reports[0]
+    assert isinstance(exc, ValueError)
+    assert context["request"].path == "/boom"
 
 
 def test_debug_shows_traceback(loop):

@@ -17,7 +17,6 @@ import uvicorn
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 
-from phaseloop import errors
 from phaseloop.http import App, HTTPError, rate_limit
 from support.http import request
 from support.net import closed_port
@@ -107,19 +106,11 @@ def run_under_uvicorn(loop, app, client, **config) -> None:
     loop.run_until_complete(main())
 
 
-@pytest.fixture
-def reported():
-    """What the App reported to phaseloop.errors (a 500's exception)."""
-    seen: list = []
-    handler = errors.on_uncaught_exception(lambda exc, ctx: seen.append(exc))
-    yield seen
-    errors.off(handler)
-
-
-def test_app_under_uvicorn(loop, reported):
+def test_app_under_uvicorn(loop, uncaught_reports):
     app, answered = make_app()
     run_under_uvicorn(loop, app, lambda port: exercise(port, answered))
-    assert any(isinstance(e, RuntimeError) and str(e) == "on purpose" for e in reported)
+    assert any(isinstance(e, RuntimeError) and str(e) == "on purpose"
+               for e, _ in uncaught_reports)
 
 
 def test_app_under_uvicorn_root_path_and_proxy_headers(loop):
@@ -140,7 +131,7 @@ def test_app_under_uvicorn_root_path_and_proxy_headers(loop):
                       forwarded_allow_ips="127.0.0.1")
 
 
-def test_app_under_hypercorn(loop, reported):
+def test_app_under_hypercorn(loop, uncaught_reports):
     app, answered = make_app()
     port = closed_port()
     config = HypercornConfig()
@@ -164,7 +155,7 @@ def test_app_under_hypercorn(loop, reported):
             await asyncio.wait_for(serving, 10)
 
     loop.run_until_complete(main())
-    assert any(isinstance(e, RuntimeError) for e in reported)
+    assert any(isinstance(e, RuntimeError) for e, _ in uncaught_reports)
 
 
 def test_lifespan_and_websocket_scopes(loop):

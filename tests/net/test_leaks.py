@@ -14,6 +14,8 @@ import weakref
 
 import pytest
 
+from phaseloop import errors
+
 from support.loops import LOOP_FACTORIES, open_fd_count
 
 WAIT = 5.0
@@ -202,6 +204,22 @@ def test_cancelled_task_is_freed(loop):
 
 def test_failed_task_is_freed(loop):
     loop.set_exception_handler(lambda lp, ctx: None)
+
+    async def fails():
+        raise LookupError
+
+    task = loop.create_task(fails())
+    with pytest.raises(LookupError):
+        loop.run_until_complete(task)
+    ref = weakref.ref(task)
+    del task
+    assert collected(ref)
+
+
+def test_failed_task_is_freed_with_error_hooks(loop, uncaught_reports):
+    """phaseloop.errors notes a failed task for the end of the iteration;
+    a loop that stops first must not keep the task alive in that note."""
+    errors.attach(loop)
 
     async def fails():
         raise LookupError
