@@ -202,34 +202,27 @@ def test_cancelled_task_is_freed(loop):
     assert collected(ref)
 
 
-def test_failed_task_is_freed(loop):
-    loop.set_exception_handler(lambda lp, ctx: None)
-
+def run_failing_task(loop):
+    """A weakref to a task that failed with LookupError, once nothing here holds it."""
     async def fails():
         raise LookupError
 
     task = loop.create_task(fails())
     with pytest.raises(LookupError):
         loop.run_until_complete(task)
-    ref = weakref.ref(task)
-    del task
-    assert collected(ref)
+    return weakref.ref(task)
+
+
+def test_failed_task_is_freed(loop):
+    loop.set_exception_handler(lambda lp, ctx: None)
+    assert collected(run_failing_task(loop))
 
 
 def test_failed_task_is_freed_with_error_hooks(loop, uncaught_reports):
     """phaseloop.errors notes a failed task for the end of the iteration;
     a loop that stops first must not keep the task alive in that note."""
     errors.attach(loop)
-
-    async def fails():
-        raise LookupError
-
-    task = loop.create_task(fails())
-    with pytest.raises(LookupError):
-        loop.run_until_complete(task)
-    ref = weakref.ref(task)
-    del task
-    assert collected(ref)
+    assert collected(run_failing_task(loop))
 
 
 def test_future_and_done_callbacks_are_freed(loop):
