@@ -81,6 +81,36 @@ def test_unhandled_rejection_is_reported_in_the_iteration_it_failed(runner):
     assert lines.count("rejected ValueError nobody listens Task") == 1
 
 
+def test_a_rejection_collected_before_the_sweep_is_reported_once(runner):
+    """The loop stops in the iteration a task failed, before the hooks' sweep:
+    the failed task, held weakly until then, is collected and reported at once
+    (asyncio's "never retrieved"), and the late sweep adds no second report."""
+    new_loop = "phaseloop" if runner.startswith("phaseloop") else "asyncio"
+    status, lines, err = run_child(f"""
+        errors.install("log")
+        lp = {new_loop}.new_event_loop()
+
+        async def fail():
+            raise KeyError("dropped")
+
+        async def once():
+            lp.create_task(fail())
+            await asyncio.sleep(0)
+
+        lp.run_until_complete(once())
+        out("stopped")
+        lp.run_until_complete(asyncio.sleep(0.01))     # the sweep, if still queued
+        lp.close()
+
+        async def main():
+            pass
+        """, runner)
+    assert status == 0, err
+    # context["task"] from the sweep, context["future"] from asyncio's report
+    assert lines[0].startswith("rejected KeyError 'dropped' "), lines
+    assert lines[1:] == ["stopped", "exited normally"]
+
+
 def test_awaited_failure_is_not_a_rejection(runner):
     status, lines, err = run_child("""
         errors.install("log")
