@@ -63,14 +63,15 @@ def wait_ready(port: int, timeout: float = 20.0) -> None:
 @contextlib.contextmanager
 def running_server(command_line: Sequence[str], port: int) -> Iterator[subprocess.Popen]:
     """A server started from the repository's root with ``command_line``, once it
-    answers ``GET /`` on ``port``; stopped with SIGINT (Ctrl-C) after."""
+    answers ``GET /`` on ``port``; stopped with SIGINT (Ctrl-C) to its process group
+    after, none of its processes left behind."""
     proc = subprocess.Popen(list(command_line), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_ready(port)
         yield proc
     finally:
-        stop_process(proc, signal.SIGINT, 15)
+        stop_process(proc, signal.SIGINT, 15, group=True)
 
 
 def warm_and_measure(url: str, seconds: int, connections: int,

@@ -310,17 +310,35 @@ def start_server(command: Sequence[str], cpu: int | str | None,
 
 
 def stop_process(process: subprocess.Popen[Any], sig: int = signal.SIGTERM,
-                 grace: float = 3.0) -> int | None:
+                 grace: float = 3.0, *, group: bool = False) -> int | None:
     """Send ``sig``, then SIGKILL after ``grace`` seconds; the exit status if the
-    process had exited by itself, else None."""
+    process had exited by itself, else None.
+
+    ``group``: the process leads its own process group (started with
+    ``start_new_session=True``), as a multi-process server does: ``sig`` goes to the
+    whole group, as Ctrl-C in a terminal sends it, and whatever is left of the group
+    once the leader is gone is killed. A master that is killed after ``grace``
+    (gunicorn's, waiting on workers that ignore its SIGQUIT) would otherwise leave
+    its workers running."""
+    def send(signum: int) -> None:
+        if not group:
+            process.send_signal(signum)
+            return
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
+
     exited = process.poll()
     if exited is None:
-        process.send_signal(sig)
+        send(sig)
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
-            process.kill()
+            send(signal.SIGKILL)
             process.wait()
+    if group:
+        send(signal.SIGKILL)          # the leader is reaped: only leftovers remain
     return exited
 
 
