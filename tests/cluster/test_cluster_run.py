@@ -193,6 +193,46 @@ sys.exit(cluster.run(worker_main, workers=2, listen=[("127.0.0.1", 0)],
 '''
 
 
+SLOW_START_SCRIPT = '''
+import asyncio, os, sys, time
+from phaseloop import cluster
+import phaseloop.cluster.child as child
+import logging
+logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+
+clear_listeners = child.remove_all_listeners
+
+def slow_start():
+    # In the new worker before its loop runs: a start-up that takes a while
+    # (imports, configuration), the moment a Ctrl-C can arrive.
+    print("worker", os.getpid(), "starting", flush=True)
+    time.sleep(1.0)
+    clear_listeners()
+
+child.remove_all_listeners = slow_start
+
+async def worker_main(sockets):
+    await asyncio.Future()
+
+sys.exit(cluster.run(worker_main, workers=2, listen=[("127.0.0.1", 0)]))
+'''
+
+
+def test_ctrl_c_while_the_workers_start_stops_them_gracefully(primaries, tmp_path):
+    """Ctrl-C reaches every process of the group. A worker ignores it from the fork
+    on and stops when the primary asks, exit code 0; it used to die of the SIGINT
+    when it came before the worker's loop had started."""
+    script = tmp_path / "slow_start.py"
+    script.write_text(SLOW_START_SCRIPT)
+    p = Primary([str(script)], tmp_path)
+    primaries.append(p)
+    p.wait_for(r"worker \d+ starting", 2)
+    os.killpg(p.proc.pid, signal.SIGINT)         # what a terminal's Ctrl-C does
+    assert p.wait() == 0, p.log
+    assert p.log.count("stopped (exit code 0)") == 2, p.log
+    assert_gone(p.worker_pids())
+
+
 def test_round_robin_skips_a_worker_that_closed_its_listener(primaries, tmp_path):
     """Listener.close() in a live worker: the primary sends it nothing more."""
     script = tmp_path / "closing.py"

@@ -22,12 +22,17 @@ from .worker_handle import Worker
 
 def _become_worker(wid: int, parent_sock: socket.socket, child_sock: socket.socket,
                    handoff_pairs: list, env: dict[str, str] | None,
-                   target: Callable[[], Any], old_mask: Any) -> None:
+                   target: Callable[[], Any], old_mask: Any,
+                   ignored_signals: tuple[int, ...] = ()) -> None:
     status = 1
     interrupted = False
     try:
         try:
             reset_signals_in_child()
+            # Set while the fork's mask still blocks them: one already pending is
+            # discarded, so no moment of the start-up takes its default action.
+            for sig in ignored_signals:
+                signal.signal(sig, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             asyncio.events._set_running_loop(None)
             asyncio.set_event_loop(None)

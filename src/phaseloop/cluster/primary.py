@@ -36,7 +36,7 @@ def setup_primary(*, target: Callable[[], Any] | None = None,
 
 
 def fork(env: dict[str, str] | None = None, *, target: Callable[[], Any] | None = None,
-         _handoff_count: int = 0) -> Worker:
+         _handoff_count: int = 0, _ignored_signals: tuple[int, ...] = ()) -> Worker:
     """Fork a worker; in the primary, return its :class:`Worker` (in ``cluster.workers``).
 
     Must be called from code running on the primary's event loop (a coroutine or
@@ -70,7 +70,8 @@ def fork(env: dict[str, str] | None = None, *, target: Callable[[], Any] | None 
             b.close()
         raise
     if pid == 0:
-        _become_worker(wid, parent_sock, child_sock, handoff_pairs, env, target, old_mask)
+        _become_worker(wid, parent_sock, child_sock, handoff_pairs, env, target, old_mask,
+                       _ignored_signals)
         # never returns
     child_sock.close()
     w = Worker(wid, pid, parent_sock, in_primary=True)

@@ -79,9 +79,6 @@ async def _serve_in_worker(worker_main: Callable[[list[socket.socket]], Awaitabl
             logger.debug("worker %d (pid %d): stopping (%s)", me.id, os.getpid(), reason)
             stop_requested.set()
 
-    # Ctrl-C or a hangup reach the whole process group: the primary drives both.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     loop.add_signal_handler(signal.SIGTERM, graceful, "SIGTERM")
     me.on("disconnect", lambda: graceful("asked by the primary" if me.is_connected()
                                          else "lost the primary"))
@@ -165,8 +162,12 @@ class _Supervisor:
     def spawn(self) -> Worker:
         sockets, scheduling = self.sockets, self.scheduling
         drain, backlog, main = self.drain_timeout, self.backlog, self.worker_main
+        # Ctrl-C or a hangup reach the whole process group: the primary drives both,
+        # so a worker ignores them from the fork on (a Ctrl-C while it was still
+        # starting used to kill it by SIGINT instead of a drain and exit 0).
         w = fork(target=lambda: _serve_in_worker(main, scheduling, sockets, drain, backlog),
-                 _handoff_count=len(sockets) if scheduling == "round_robin" else 0)
+                 _handoff_count=len(sockets) if scheduling == "round_robin" else 0,
+                 _ignored_signals=(signal.SIGINT, signal.SIGHUP))
         self.live.add(w)
         w.on("exit", lambda code, sig, w=w: self._on_exit(w, code, sig))
         if self.rr is not None:
