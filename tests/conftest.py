@@ -24,7 +24,6 @@ from support.loops import LOOP_FACTORIES
 from support.hung_tests import pytest_addoption, pytest_timeout_set_timer  # noqa: F401 (hooks)
 
 
-
 @pytest.fixture(autouse=True)
 def errors_left_as_found():
     """phaseloop.errors' hooks are process-wide: a test that installs them
