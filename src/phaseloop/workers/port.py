@@ -1,14 +1,17 @@
 """``MessagePort`` and ``MessageChannel``: Node's ports, on asyncio.
 
 A port is one end of a channel. ``post_message`` sends a copy of a message (pickled,
-cloning.py) to the other end; the other end delivers it to its ``"message"``
+cloning.py, or within the process copied in C, plain_copy.pyx) to the other end; the other end delivers it to its ``"message"``
 listeners, or, when it has none, to ``await port.receive()`` / ``async for``. A port
 is bound to the loop of the thread that first uses it, and is used from that thread.
 
 ``MessageChannel()`` makes two ports over a Unix socketpair, so either can be sent to
 any worker, thread or process (``transfer=[port]``), and the two holders then talk
-directly. A thread worker's ``parent_port`` is an in-process pair (memory_link.py),
+directly. A thread worker's ``parent_port`` is an in-process pair (memory_link.pyx),
 faster, and not transferable.
+
+The per-message methods, ``post_message`` and ``_dispatch``, and the state they use
+are compiled: port_core.pyx's ``PortCore``, which ``MessagePort`` extends.
 """
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ import socket
 from typing import Any, Callable
 
 from ..emitter import EventEmitter, report_listener_error
-from .cloning import (PROTOCOL, add_handle, check_transfer, clone_state, decode, encode,
-                      handle_at, is_listed_in_transfer)
+from .cloning import (add_handle, check_transfer, decode, encode, handle_at,
+                      is_listed_in_transfer)
 from .exceptions import DataCloneError
 from .framing import MESSAGE
+from .port_core import PortCore
 from .socket_link import SocketLink
 
 __all__ = ["MessageChannel", "MessagePort"]
@@ -32,7 +36,7 @@ HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
 
 
-class MessagePort(EventEmitter):
+class MessagePort(PortCore, EventEmitter):
     """One end of a channel. Events: ``"message"`` (msg), ``"messageerror"`` (exc),
     ``"close"`` (). Adding a ``"message"`` listener starts delivery, as in Node.
 
@@ -52,7 +56,8 @@ class MessagePort(EventEmitter):
         self._link = link
         link.port = self
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: collections.deque = collections.deque()  # (payload, handles, size)
+        # (payload, handles, size); handles None: payload is the message, copied already
+        self._inbox: collections.deque = collections.deque()
         self._receivers: collections.deque[asyncio.Future] = collections.deque()
         self._drain_waiters: list[tuple[int, asyncio.Future]] = []
         self._release_waiters: list[asyncio.Future] = []
@@ -138,27 +143,11 @@ class MessagePort(EventEmitter):
 
     # ---- sending ---------------------------------------------------------------------
 
-    def post_message(self, message: Any, transfer: list | None = None) -> None:
-        """Send a copy of ``message`` to the other end.
+    # post_message(message, transfer=None): port_core.pyx, with the fast paths.
 
-        ``transfer`` lists ports and bytes-like objects in ``message`` that move
-        instead of being copied (bytes/bytearray/memoryview: no copy within a process;
-        through the socket to a process, not pickled). DataCloneError, naming the
-        type, if ``message`` does not pickle; nothing is sent then. On a closed port
-        the message is dropped, as in Node. Returns at once: ``await drain()`` to wait
-        while the other side is behind.
-        """
-        if not transfer and self._loop is not None and not self._closed and \
-                clone_state.encoding is None:
-            # The common case, encode() inlined: one pickle.dumps. A port or shared
-            # buffer inside, or a failure, takes the full path below.
-            try:
-                payload = pickle.dumps(message, PROTOCOL)
-            except Exception:  # noqa: BLE001 - encode() reports it
-                pass
-            else:
-                self._link.send(MESSAGE, payload, ())
-                return
+    def _post_message_full(self, message: Any, transfer: list | None) -> None:
+        """post_message with ``transfer=``, a port or shared buffer inside, or a message
+        that does not pickle (encode() raises DataCloneError, naming the type)."""
         items = check_transfer(transfer) if transfer else ()
         payload, handles = encode(message, items)
         self._post(MESSAGE, payload, handles, items)
@@ -271,56 +260,14 @@ class MessagePort(EventEmitter):
         if self._control is not None:
             self._control(kind, payload, handles)
 
-    def _dispatch(self) -> None:
-        """On this port's loop: deliver what the inbox holds to the listeners, or to
-        the receive() waiters; finish closing after the last message."""
-        link = self._link
-        link.wake_scheduled = False          # an in-process link's wakeup is this call
-        if self._dispatching or self._detached:
-            return
-        self._dispatching = True
-        try:
-            inbox = self._inbox
-            events = self._events
-            receivers = self._receivers
-            while True:
-                ending = link.remote_closed      # read before the inbox (see memory_link)
-                if not inbox:
-                    if ending and not self._closed:
-                        self._finish_close()
-                    return
-                listeners = events.get("message")
-                if not listeners:
-                    while receivers and receivers[0].done():
-                        receivers.popleft()      # cancelled receive()
-                    if not receivers:
-                        return
-                payload, handles, size = inbox.popleft()
-                try:
-                    message = pickle.loads(payload) if not handles else \
-                        decode(payload, handles)
-                except Exception as exc:  # noqa: BLE001 - the message is lost, not the port
-                    link.delivered(size)
-                    self._message_error(exc)
-                    continue
-                link.delivered(size)
-                if not listeners:
-                    receivers.popleft().set_result(message)
-                    continue
-                # EventEmitter.emit, inlined on the hot path: a snapshot of the
-                # listeners (a once() listener removes itself), each one guarded.
-                for fn in (listeners if len(listeners) == 1 else listeners[:]):
-                    try:
-                        fn(message)
-                    except Exception as exc:  # noqa: BLE001 - reported, the others run
-                        report_listener_error(
-                            f"MessagePort 'message' listener {fn!r} raised", exc)
-        finally:
-            self._dispatching = False
+    # _dispatch(): port_core.pyx (the per-message path).
 
     def _take(self) -> tuple[bool, Any]:
         """Pop and decode the oldest message; (False, None) after a messageerror."""
         payload, handles, size = self._inbox.popleft()
+        if handles is None:                      # copied already (MemoryLink.send_copy)
+            self._link.delivered(size)
+            return True, payload
         try:
             message = pickle.loads(payload) if not handles else decode(payload, handles)
         except Exception as exc:  # noqa: BLE001 - the message is lost, not the port
