@@ -3,7 +3,9 @@
 A thread worker's messages of built-in data are copied in C (plain_copy.pyx), others
 and a process worker's are pickled; either way the receiver must get what
 ``pickle.loads(pickle.dumps(msg))`` gives: equal values, the same types, shared
-references and cycles kept, and nothing the sender changes afterwards.
+references and cycles kept, and nothing the sender changes afterwards. The parent's
+side runs on phaseloop and, where the ``loop`` fixture is used, on asyncio's loop too
+(the worker always runs phaseloop).
 """
 from __future__ import annotations
 
@@ -63,22 +65,22 @@ async def echoed(kind, messages):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_sample_arrives_as_pickle_would_give_it(kind, no_leaks):
-    replies = run(echoed, kind, SAMPLES)
+def test_every_sample_arrives_as_pickle_would_give_it(kind, loop, no_leaks):
+    replies = run(echoed, kind, SAMPLES, loop=loop)
     for sent, got in zip(SAMPLES, replies):
         expected = pickle.loads(pickle.dumps(sent))
         assert shape(got) == shape(expected), sent
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_shared_references_and_cycles_keep_their_shape(kind, no_leaks):
+def test_shared_references_and_cycles_keep_their_shape(kind, loop, no_leaks):
     inner = [1]
     msg = {"a": inner, "b": inner, "t": (inner, "x"), "s": {"k": inner}}
     msg["self"] = msg
     loop_list: list = []
     loop_tuple = (loop_list,)
     loop_list.append(loop_tuple)               # a cycle through a tuple
-    got, got_tuple = run(echoed, kind, [msg, loop_tuple])
+    got, got_tuple = run(echoed, kind, [msg, loop_tuple], loop=loop)
     assert got["a"] is got["b"] is got["t"][0] is got["s"]["k"]
     assert got["self"] is got
     assert got["a"] == [1] and got["a"] is not inner
