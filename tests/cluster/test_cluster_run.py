@@ -185,7 +185,9 @@ async def worker_main(sockets):
     if cluster.worker.id == 1:
         await asyncio.sleep(0.5)
         server.close()             # closes its cluster.Listener; the process lives on
-        print("worker", os.getpid(), "closed its listener", flush=True)
+        # One write (stdout is unbuffered): print() writes each piece apart, and the
+        # two workers' pieces can interleave in the shared pipe.
+        os.write(1, f"worker {os.getpid()} closed its listener\\n".encode())
     await asyncio.Future()
 
 sys.exit(cluster.run(worker_main, workers=2, listen=[("127.0.0.1", 0)],
@@ -205,7 +207,9 @@ clear_listeners = child.remove_all_listeners
 def slow_start():
     # In the new worker before its loop runs: a start-up that takes a while
     # (imports, configuration), the moment a Ctrl-C can arrive.
-    print("worker", os.getpid(), "starting", flush=True)
+    # One write (stdout is unbuffered): print() writes each piece apart, and the
+    # two workers' pieces can interleave in the shared pipe.
+    os.write(1, f"worker {os.getpid()} starting\\n".encode())
     time.sleep(1.0)
     clear_listeners()
 
