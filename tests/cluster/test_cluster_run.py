@@ -185,9 +185,7 @@ async def worker_main(sockets):
     if cluster.worker.id == 1:
         await asyncio.sleep(0.5)
         server.close()             # closes its cluster.Listener; the process lives on
-        # One write (stdout is unbuffered): print() writes each piece apart, and the
-        # two workers' pieces can interleave in the shared pipe.
-        os.write(1, f"worker {os.getpid()} closed its listener\\n".encode())
+        print("worker %d closed its listener" % os.getpid(), flush=True)
     await asyncio.Future()
 
 sys.exit(cluster.run(worker_main, workers=2, listen=[("127.0.0.1", 0)],
@@ -207,9 +205,9 @@ clear_listeners = child.remove_all_listeners
 def slow_start():
     # In the new worker before its loop runs: a start-up that takes a while
     # (imports, configuration), the moment a Ctrl-C can arrive.
-    # One write (stdout is unbuffered): print() writes each piece apart, and the
-    # two workers' pieces can interleave in the shared pipe.
-    os.write(1, f"worker {os.getpid()} starting\\n".encode())
+    # One string, so one write: stdout is unbuffered and print() writes each of
+    # its arguments apart, which the other worker's output can split.
+    print("worker %d starting" % os.getpid(), flush=True)
     time.sleep(1.0)
     clear_listeners()
 
